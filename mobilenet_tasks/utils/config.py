@@ -1,0 +1,28 @@
+"""Building a model from any config: ours, or an mmdet/mmseg/mmpretrain one."""
+from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
+
+
+def load_config(config, cfg_options=None) -> Config:
+    """Load a config path (or pass a Config through) and merge ``cfg_options``."""
+    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def build_model(config, cfg_options=None):
+    """Build ``cfg.model`` in the config's ``default_scope`` (mobilenet_tasks if unset).
+
+    Args:
+        config (str or Config): A config file or a loaded config.
+        cfg_options (dict, optional): Overrides, as ``--cfg-options`` gives them.
+
+    Returns:
+        nn.Module: The model, with its weights initialised (``init_weights``).
+    """
+    cfg = load_config(config, cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mobilenet_tasks'))
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
