@@ -35,10 +35,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
-"${PIP[@]}" install -q --upgrade "pip<25"
+# This machine's pip config names local indexes that may not exist; hide those warnings.
+quiet_pip() { "${PIP[@]}" "$@" 2> >(grep -v "is ignored: it is neither a file" >&2); }
+quiet_pip install -q --upgrade "pip<25"
 
 log "installing PyTorch (requirements/torch.txt; about a minute the first time)"
-"${PIP[@]}" install -q -r requirements/torch.txt
+quiet_pip install -q -r requirements/torch.txt
 
 # The cached wheel is only good for the torch it was compiled against: key it by version.
 TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)')
@@ -46,11 +48,11 @@ CACHE="$CACHE/torch-$TORCH_VERSION"
 mmcv_wheel=$(ls "$CACHE"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n 1 || true)
 if [ -z "$mmcv_wheel" ]; then
   log "building mmcv $MMCV_VERSION with its compiled ops from source."
-  log "This takes 6 to 8 minutes on 2 cores; it is done once and cached in $CACHE."
-  "${PIP[@]}" install -q -r requirements/build.txt
+  log "This takes 6 to 18 minutes on 2 cores; it is done once and cached in $CACHE."
+  quiet_pip install -q -r requirements/build.txt
   build=$(mktemp -d)
   trap 'rm -rf "$build"' EXIT
-  "${PIP[@]}" download -q --no-deps --no-binary mmcv --no-build-isolation \
+  quiet_pip download -q --no-deps --no-binary mmcv --no-build-isolation \
     "mmcv==$MMCV_VERSION" -d "$build"
   tar -xzf "$build"/mmcv-$MMCV_VERSION.tar.gz -C "$build"
   src="$build/mmcv-$MMCV_VERSION"
@@ -65,9 +67,9 @@ if [ -z "$mmcv_wheel" ]; then
 fi
 
 log "installing the OpenMMLab stack and the project"
-"${PIP[@]}" install -q "$mmcv_wheel" -r requirements/mminstall.txt \
+quiet_pip install -q "$mmcv_wheel" -r requirements/mminstall.txt \
   -r requirements/runtime.txt -r requirements/optional.txt -r requirements/tests.txt
-"${PIP[@]}" install -q --no-deps --no-build-isolation -e .
+quiet_pip install -q --no-deps --no-build-isolation --use-pep517 -e .
 "$PY" -c "import mmcv.ops, mmdet, mmseg, mmpretrain.models, mobilenet_tasks; \
 print('setup: ok: mmcv', mmcv.__version__, 'with ops, mmdet', mmdet.__version__, \
 'mmseg', mmseg.__version__, 'mmpretrain', mmpretrain.__version__)"

@@ -72,9 +72,9 @@ class MobileNetV3(BaseMobileNet):
         arch (str): ``'large'`` or ``'small'``.
         widen_factor (float): Width multiplier, 0.35 to 1.25.
         reduced_tail (bool): The paper's dagger (detection) / RF2 (segmentation): the
-            output of the C4 block (13 in Large, 9 in Small) and the expansion and output
-            of every later block are halved, before width scaling, as in torchvision's
-            ``_reduced_tail``; C4's expansion is kept.
+            output of the C4 block (13 in Large, 9 in Small) and of every later block
+            are halved before width scaling (their expansions follow from their halved
+            inputs), as in torchvision's ``_reduced_tail``; C4's expansion is kept.
         **kwargs: See :class:`BaseMobileNet` (``out_indices``, ``expansion_indices``,
             ``output_stride``, ``frozen_stages``, ``norm_eval``, ``with_cp``,
             ``conv_cfg``, ``norm_cfg``, ``act_cfg`` (default h-swish), ``init_cfg``).
@@ -112,21 +112,21 @@ class MobileNetV3(BaseMobileNet):
     def _block_specs(self) -> List[BlockSpec]:
         arch = self.arch_settings[self.arch]
         divider = 2 if self.reduced_tail else 1
-        specs, in_channels = [], self._stem_channels()
+        specs, in_channels, table_in = [], self._stem_channels(), arch.stem
         for index, row in enumerate(arch.blocks, start=1):
-            exp, out = row.exp, row.out
-            if index >= arch.c4:
-                out //= divider
-            if index > arch.c4:
-                exp //= divider
-            exp, out = self._width(exp), self._width(out)
+            # The TF reference (and timm) expand by a ratio of the block's *rounded*
+            # input channels; the table's "exp size" is that ratio at width 1.0.
+            ratio, table_in = row.exp / table_in, row.out
+            out = row.out // divider if index >= arch.c4 else row.out
+            out = self._width(out)
+            exp = make_divisible(in_channels * ratio, 8)
             specs.append(BlockSpec(
                 in_channels=in_channels,
                 expand_channels=exp,
                 out_channels=out,
                 kernel_size=row.kernel,
                 stride=row.s,
-                se_channels=make_divisible(exp // 4, 8) if row.se else 0,
+                se_channels=make_divisible(exp / 4, 8) if row.se else 0,
                 act='relu' if row.nl == 'RE' else 'act'))
             in_channels = out
         return specs

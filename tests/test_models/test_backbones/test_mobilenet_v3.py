@@ -11,7 +11,7 @@ def test_make_divisible():
     assert make_divisible(160 * 0.75) == 120
     assert make_divisible(672 * 0.35) == 232
     assert make_divisible(5.6) == 8  # never below the divisor
-    assert make_divisible(17, 16) == 32  # never more than 10% below the value
+    assert make_divisible(20, 16) == 32  # never more than 10% below the value
 
 
 @pytest.mark.parametrize('kwargs, message', [
@@ -75,11 +75,12 @@ def test_ssdlite_taps(arch, c4, c4_channels, c5_channels, reduced):
 
 def test_outputs_in_network_order():
     model = MobileNetV3('large', out_indices=(4, 13), expansion_indices=(13, 7))
-    # expansion 7 (stride 8), block 4, expansion 13 (stride 16), block 13
-    assert model.out_channels == (240, 40, 672, 160)
+    # block 4, expansion of 7 (stride 8), expansion of 13 (stride 16), block 13
+    assert model.out_channels == (40, 240, 672, 160)
     assert model.strides == (8, 8, 16, 32)
     outs = model(torch.rand(1, 3, 64, 64))
-    assert [o.shape[1] for o in outs] == [240, 40, 672, 160]
+    assert [o.shape[1] for o in outs] == [40, 240, 672, 160]
+    assert [o.shape[-1] for o in outs] == [8, 8, 4, 2]
 
 
 def test_reduced_tail_matches_paper():
@@ -97,13 +98,13 @@ def test_reduced_tail_matches_paper():
 
 
 @pytest.mark.parametrize('widen_factor, stem, c4_exp, last', [
-    (0.35, 8, 232, 336), (0.5, 8, 336, 480), (0.75, 16, 504, 720),
-    (1.25, 24, 840, 1200)])
+    (0.35, 8, 240, 336), (0.5, 8, 336, 480), (0.75, 16, 528, 720),
+    (1.25, 24, 864, 1200)])
 def test_widths(widen_factor, stem, c4_exp, last):
     model = MobileNetV3('large', widen_factor=widen_factor, expansion_indices=(13, ),
                         out_indices=(0, 16))
     assert model.out_channels == (stem, c4_exp, last)
-    outs = model(torch.rand(1, 3, 32, 32))
+    outs = model(torch.rand(1, 3, 64, 64))
     assert [o.shape[1] for o in outs] == [stem, c4_exp, last]
 
 
