@@ -8,10 +8,31 @@ released). Instead of loading with ``weights_only=False`` (which lets any checkp
 code), we allow-list just the classes those checkpoints hold; every other global is still
 refused.
 """
+import pickle
+
 import numpy as np
 import torch
 
 _REGISTERED = False
+
+# The statistics a HistoryBuffer pickles as ``getattr(HistoryBuffer, name)``.
+_HISTORY_BUFFER_STATISTICS = ('min', 'max', 'mean', 'current')
+
+
+def _history_buffer_getattr(obj, name):
+    """A ``getattr`` that resolves only HistoryBuffer's statistic methods.
+
+    mmengine's HistoryBuffer pickles its ``statistics_methods`` as
+    ``builtins.getattr(HistoryBuffer, 'min')`` and so on. Allow-listing the real
+    ``getattr`` would let a crafted checkpoint walk from any allowed object to arbitrary
+    code (``__init__.__globals__`` ...); this stand-in answers only those names.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if obj is HistoryBuffer and name in _HISTORY_BUFFER_STATISTICS:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'refusing getattr({obj!r}, {name!r}) while loading a checkpoint: only '
+        f'HistoryBuffer statistics {_HISTORY_BUFFER_STATISTICS} are allowed')
 
 
 def mmengine_checkpoint_globals():
@@ -34,7 +55,11 @@ def mmengine_checkpoint_globals():
     allowed += [type(np.dtype(name)) for name in (
         'float64', 'float32', 'float16', 'int64', 'int32', 'int16', 'int8', 'uint8',
         'bool')]
-    return [g for g in allowed if g is not None]
+    allowed = [g for g in allowed if g is not None]
+    # pickle protocol 2 names it __builtin__.getattr; torch maps it to builtins.getattr
+    allowed += [(_history_buffer_getattr, 'builtins.getattr'),
+                (_history_buffer_getattr, '__builtin__.getattr')]
+    return allowed
 
 
 def allow_mmengine_checkpoints() -> None:
