@@ -10,6 +10,7 @@ from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import Registry
@@ -17,6 +18,9 @@ from mmengine.registry import Registry
 # Backbones, necks, heads and whole models.
 MODELS = Registry(
     'model', parent=MMENGINE_MODELS, locations=['mobilenet_tasks.models'])
+# Anchor generators, box coders and other task utilities.
+TASK_UTILS = Registry(
+    'task util', parent=MMENGINE_TASK_UTILS, locations=['mobilenet_tasks.models'])
 # Datasets (demo data, checked COCO and Cityscapes loaders).
 DATASETS = Registry(
     'dataset', parent=MMENGINE_DATASETS, locations=['mobilenet_tasks.datasets'])

@@ -1,5 +1,8 @@
 """Building a model from any config: ours, or an mmdet/mmseg/mmpretrain one."""
+import logging
+
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.registry import MODELS, init_default_scope
 
 
@@ -24,5 +27,11 @@ def build_model(config, cfg_options=None):
     cfg = load_config(config, cfg_options)
     init_default_scope(cfg.get('default_scope', 'mobilenet_tasks'))
     model = MODELS.build(cfg.model)
-    model.init_weights()
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # init_weights logs every parameter at INFO
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
     return model

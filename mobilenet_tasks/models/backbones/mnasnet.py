@@ -40,18 +40,22 @@ class MnasNet(BaseMobileNet):
             multiples of 8; the expansion is ``make_divisible(in * e)``).
         reduced_tail (bool): Halve the outputs of block 13 (the C4 block) and of every
             later block, and the final conv, as the MobileNetV3 paper's dagger / RF2.
+        scale_last_conv (bool): Scale the final 1x1 conv by ``widen_factor`` below 1
+            as well, as the TF detection feature extractors do (SSDLite V2 0.35 has
+            a 448-channel C5); classification keeps 1280.
         **kwargs: See :class:`BaseMobileNet`; ``act_cfg`` defaults to ReLU.
     """
     default_act_cfg = dict(type='ReLU')
     se_gate = 'sigmoid'
 
     def __init__(self, widen_factor: float = 1.0, reduced_tail: bool = False,
-                 **kwargs):
+                 scale_last_conv: bool = False, **kwargs):
         if not 0.35 <= widen_factor <= 1.4:
             raise ValueError(
                 f'widen_factor must be in [0.35, 1.4], got {widen_factor!r}')
         self.widen_factor = widen_factor
         self.reduced_tail = reduced_tail
+        self.scale_last_conv = scale_last_conv
         super().__init__(**kwargs)
 
     def _stem_channels(self) -> int:
@@ -79,4 +83,5 @@ class MnasNet(BaseMobileNet):
         return specs
 
     def _last_channels(self, block_out_channels: int) -> int:
-        return 640 if self.reduced_tail else 1280
+        last = make_divisible(1280 * self.widen_factor, 8) if self.scale_last_conv else 1280
+        return last // 2 if self.reduced_tail else last

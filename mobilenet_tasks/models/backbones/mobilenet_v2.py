@@ -40,17 +40,21 @@ class MobileNetV2(BaseMobileNet):
         reduced_tail (bool): Halve the output channels of block 14 (the C4 block) and of
             every later block (their expansions follow, ``t`` times their input), and the
             final conv: the MobileNetV3 paper's RF2 applied to V2 (Table 7 rows 2-4).
+        scale_last_conv (bool): Scale the final 1x1 conv by ``widen_factor`` below 1
+            as well, as the TF detection feature extractors do (SSDLite V2 0.35 has
+            a 448-channel C5); classification keeps 1280.
         **kwargs: See :class:`BaseMobileNet`; ``act_cfg`` defaults to ReLU6.
     """
     default_act_cfg = dict(type='ReLU6')
 
     def __init__(self, widen_factor: float = 1.0, reduced_tail: bool = False,
-                 **kwargs):
+                 scale_last_conv: bool = False, **kwargs):
         if not 0.35 <= widen_factor <= 1.4:
             raise ValueError(
                 f'widen_factor must be in [0.35, 1.4], got {widen_factor!r}')
         self.widen_factor = widen_factor
         self.reduced_tail = reduced_tail
+        self.scale_last_conv = scale_last_conv
         super().__init__(**kwargs)
 
     def _stem_channels(self) -> int:
@@ -73,5 +77,6 @@ class MobileNetV2(BaseMobileNet):
         return specs
 
     def _last_channels(self, block_out_channels: int) -> int:
-        last = make_divisible(1280 * max(1.0, self.widen_factor), 8)
+        width = self.widen_factor if self.scale_last_conv else max(1.0, self.widen_factor)
+        last = make_divisible(1280 * width, 8)
         return last // 2 if self.reduced_tail else last

@@ -1,0 +1,20 @@
+"""Converters of reference MobileNet checkpoints (torchvision, timm, mmpretrain) to ours.
+
+Each ``convert_*`` takes the reference state dict and returns ours: ``backbone.<key>``
+and, when the source has a classifier, ``head.<key>`` of the matching mmpretrain head,
+ready for ``torch.save({'state_dict': ..., 'meta': ...})`` and
+``mmengine.runner.load_checkpoint(model, path, strict=True)``. The arch (and width and
+reduced tail) is inferred from the keys and shapes unless given; a state dict of another
+arch raises ValueError saying what differs. The tools in ``tools/model_converters/`` are
+the command-line front ends.
+"""
+from .common import TARGET_EPS, ConversionInfo, fold_bn_eps
+from .mmpretrain import MMPRETRAIN_ARCHS, convert_mmpretrain_mobilenet_v3
+from .timm import TIMM_ARCHS, convert_timm
+from .torchvision import TORCHVISION_ARCHS, convert_torchvision
+
+__all__ = [
+    'TARGET_EPS', 'ConversionInfo', 'fold_bn_eps', 'convert_torchvision',
+    'TORCHVISION_ARCHS', 'convert_timm', 'TIMM_ARCHS', 'convert_mmpretrain_mobilenet_v3',
+    'MMPRETRAIN_ARCHS'
+]

@@ -1,0 +1,3 @@
+from .ssdlite_anchor_generator import SSDLiteAnchorGenerator
+
+__all__ = ['SSDLiteAnchorGenerator']

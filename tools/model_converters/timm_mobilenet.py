@@ -1,0 +1,23 @@
+"""Convert a timm MobileNetV3 (``mobilenetv3_large_*`` / ``mobilenetv3_small_*``),
+MnasNet-A1 (``mnasnet_a1`` = ``semnasnet_100``) or MobileNetV2 (``mobilenetv2_*``)
+checkpoint to ours.
+
+    python tools/model_converters/timm_mobilenet.py mobilenetv3_large_100.pth \
+        mobilenet-v3-large_timm.pth
+
+SRC is a state dict as timm saves it (or a timm training checkpoint's ``state_dict``);
+the arch and width are inferred from its shapes (``--arch`` forces the arch). timm's BN
+eps 1e-5 is folded into the BN weights for ours (1e-3, ``--target-bn-eps``). Equivalent
+at output stride 32: timm dilates one block later than ours for output stride 8 / 16.
+"""
+from mobilenet_tasks.converters.common import run_cli
+from mobilenet_tasks.converters.timm import TIMM_ARCHS, convert_timm
+
+
+def main(argv=None):
+    run_cli('Convert a timm MobileNetV3 / MnasNet-A1 / MobileNetV2 checkpoint to '
+            'mobilenet_tasks', convert_timm, TIMM_ARCHS, argv)
+
+
+if __name__ == '__main__':
+    main()
