@@ -14,6 +14,7 @@ from mmengine.evaluator import DumpResults
 from mmengine.runner import Runner
 
 import mobilenet_tasks  # noqa: F401  (registries; safe checkpoint loading)
+from mobilenet_tasks.datasets.checks import DatasetNotFoundError, check_data_files
 from mobilenet_tasks.engine import apply_common_options
 
 
@@ -56,6 +57,10 @@ def main():
     cfg.load_from = args.checkpoint
     if args.show_dir:
         enable_drawing(cfg, args.show_dir)
+    try:
+        check_data_files(cfg, loaders=('test_dataloader', ))
+    except DatasetNotFoundError as error:
+        raise SystemExit(f'error: {error}')
     runner = Runner.from_cfg(cfg)
     if args.out:
         if not args.out.endswith(('.pkl', '.pickle')):

@@ -9,6 +9,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mobilenet_tasks  # noqa: F401  (registries; safe checkpoint loading)
+from mobilenet_tasks.datasets.checks import DatasetNotFoundError, check_data_files
 from mobilenet_tasks.engine import apply_common_options
 
 
@@ -53,6 +54,10 @@ def main():
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    try:
+        check_data_files(cfg)
+    except DatasetNotFoundError as error:
+        raise SystemExit(f'error: {error}')
     runner = Runner.from_cfg(cfg)
     runner.train()
 

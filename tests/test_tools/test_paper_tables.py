@@ -46,7 +46,7 @@ def test_every_paper_row_is_within_tolerance():
         assert row['ok'], row
         assert abs(row['d_madds']) <= 0.05, row
         assert row['params'] > 0 and row['madds'] > 0
-    v3_large = next(row for row in rows if row['name'] == 'mobilenet-v3-large_8xb128_in1k')
+    [v3_large] = [row for row in rows if row['name'] == 'mobilenet-v3-large_8xb128_in1k']
     assert (v3_large['table'], v3_large['row'], v3_large['shape']) == (
         '3', 'V3-Large 1.0', (224, 224))
     assert v3_large['params'] == pytest.approx(5.483, abs=0.001)
