@@ -1,4 +1,5 @@
 """Our registry scope, setting the default scope, and the dependency check."""
+import importlib
 import warnings
 from importlib import metadata
 
@@ -25,8 +26,7 @@ def test_models_registry_is_a_child_of_mmengines_root():
 
 @pytest.mark.parametrize('where', ['mobilenet_tasks', 'mobilenet_tasks.utils'])
 def test_register_all_modules_sets_the_default_scope(where):
-    import importlib
-
+    # OpenMMLab packages offer it as ``<package>.utils.register_all_modules``.
     register_all_modules = getattr(importlib.import_module(where), 'register_all_modules',
                                    None)
     assert callable(register_all_modules), f'{where}.register_all_modules is missing'
@@ -39,7 +39,9 @@ def test_register_all_modules_sets_the_default_scope(where):
         warnings.simplefilter('ignore')
         register_all_modules()
     assert DefaultScope.get_current_instance().scope_name == 'mobilenet_tasks'
-    register_all_modules()  # already current: no new instance, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # already current: no new instance, no warning
+        register_all_modules()
     assert DefaultScope.get_current_instance().scope_name == 'mobilenet_tasks'
     built = MMENGINE_MODELS.build(dict(type='MobileNetV3', arch='small'))
     assert type(built) is MobileNetV3

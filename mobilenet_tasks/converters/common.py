@@ -59,7 +59,7 @@ CLASSIFICATION_CONFIGS = {
 }
 
 
-# -- the layout ---------------------------------------------------------------------------
+# -- the layout -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ConvBN:
     """A bias-free conv followed by a BN, by their source names.
@@ -77,7 +77,8 @@ class SE:
     """Squeeze-and-excitation: two 1x1 convs with bias, by their source prefixes.
 
     Args:
-        reduce (str): Prefix of the squeeze conv (``<reduce>.weight``, ``<reduce>.bias``).
+        reduce (str): Prefix of the squeeze conv (``<reduce>.weight`` and
+            ``<reduce>.bias``).
         expand (str): Prefix of the excitation conv.
     """
     reduce: str
@@ -112,8 +113,9 @@ def child_indices(state_dict: StateDict, prefix: str) -> List[int]:
 def check_contiguous(indices: Sequence[int], what: str) -> None:
     """Raise ValueError unless ``indices`` are ``0..n-1`` (a complete module list)."""
     if list(indices) != list(range(len(indices))):
-        raise ValueError(f'{what} are numbered {list(indices)}, not 0..{len(indices) - 1}:'
-                         ' the state dict is incomplete or is not a MobileNet')
+        raise ValueError(f'{what} are numbered {list(indices)}, not '
+                         f'0..{len(indices) - 1}: the state dict is incomplete or is '
+                         'not a MobileNet')
 
 
 def units_from_sequential(state_dict: StateDict, prefix: str) -> List[Union[ConvBN, SE]]:
@@ -177,11 +179,12 @@ def block_from_units(units: Sequence[Union[ConvBN, SE]], state_dict: StateDict,
                  se=ses[0] if ses else None)
 
 
-# -- converting -----------------------------------------------------------------------------
+# -- converting -------------------------------------------------------------------------
 def fold_bn_eps(weight: Tensor, running_var: Tensor, source_eps: float,
                 target_eps: float) -> Tensor:
     """The BN weight that makes a BN with ``target_eps`` compute what the source BN with
-    ``source_eps`` computes: ``weight * sqrt(var + target_eps) / sqrt(var + source_eps)``.
+    ``source_eps`` computes:
+    ``weight * sqrt(var + target_eps) / sqrt(var + source_eps)``.
 
     Exact in eval mode for every ``running_var >= 0``; the mean, variance and bias are
     unchanged.
@@ -291,7 +294,7 @@ def check_all_used(state_dict: StateDict, used: Sequence[str], source: str) -> N
                          f'in ours: {shown}. Is it a {source} MobileNet state dict?')
 
 
-# -- matching our backbones ---------------------------------------------------------------
+# -- matching our backbones -------------------------------------------------------------
 @dataclass(frozen=True)
 class Candidate:
     """One of our backbones: ``type`` and its constructor arguments (hashable).
@@ -319,18 +322,18 @@ class Candidate:
 
 def candidates(type: str, widths: Sequence[float], reduced_tail: bool = True,
                **kwargs) -> List[Candidate]:
-    """Our backbones of one arch at each width (and with/without the reduced tail),
-    the most likely first (width 1.0, full tail)."""
+    """Our backbones of one arch at each of ``widths`` (each with the full and the
+    reduced tail if ``reduced_tail``), in that order: put the likeliest first."""
     out = []
-    for reduced in ((False, True) if reduced_tail else (False, )):
-        for width in widths:
+    for width in widths:
+        for reduced in ((False, True) if reduced_tail else (False, )):
             out.append(Candidate(type, tuple(kwargs.items()) + (
                 ('widen_factor', float(width)), ('reduced_tail', reduced))))
     return out
 
 
 @lru_cache(maxsize=None)
-def _expected(candidate: Candidate) -> Tuple[int, Tuple[Tuple[str, Tuple[int, ...]], ...]]:
+def _expected(candidate: Candidate) -> Tuple[int, Tuple[Tuple[str, tuple], ...]]:
     """Number of blocks and ``(key, shape)`` of our backbone's state dict (built on the
     meta device: no memory, no init)."""
     from mobilenet_tasks.models import backbones
@@ -435,7 +438,7 @@ def match_backbone(backbone: StateDict, num_blocks: int,
                      'state dict of a supported arch (widths and tails are inferred).')
 
 
-# -- the result -------------------------------------------------------------------------------
+# -- the result -------------------------------------------------------------------------
 @dataclass
 class ConversionInfo:
     """What a conversion found and did.
@@ -456,20 +459,21 @@ class ConversionInfo:
     key_map: Dict[str, str] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
 
+    def _config_entry(self) -> Tuple[Optional[str], Optional[dict]]:
+        b = self.backbone
+        return CLASSIFICATION_CONFIGS.get(
+            (b.type, b.get('arch'), b.get('widen_factor'), b.get('reduced_tail')),
+            (None, None))
+
     @property
     def config(self) -> Optional[str]:
-        """Our classification config that builds this backbone (and head), if any."""
-        entry = CLASSIFICATION_CONFIGS.get(
-            (self.backbone.type, self.backbone.get('arch'),
-             self.backbone.get('widen_factor'), self.backbone.get('reduced_tail')))
-        return entry[0] if entry else None
+        """Our classification config that builds this backbone, if any."""
+        return self._config_entry()[0]
 
     @property
     def config_head(self) -> Optional[dict]:
-        entry = CLASSIFICATION_CONFIGS.get(
-            (self.backbone.type, self.backbone.get('arch'),
-             self.backbone.get('widen_factor'), self.backbone.get('reduced_tail')))
-        return entry[1] if entry else None
+        """The head that config builds, if any."""
+        return self._config_entry()[1]
 
     def meta(self) -> Dict[str, Union[str, int]]:
         """The checkpoint's ``meta``: plain str and int values only."""
@@ -504,8 +508,8 @@ def finish(info: ConversionInfo, backbone: StateDict, head: StateDict,
                              f'but the backbone gives {channels}')
         if info.config_head is not None and head_cfg != info.config_head:
             info.notes.append(
-                f'The head differs from {info.config}\'s ({format_cfg(info.config_head)}):'
-                ' override model.head in that config to load it.')
+                f'The head differs from the one of {info.config} '
+                f'({format_cfg(info.config_head)}): override model.head to load it.')
     elif info.config:
         info.notes.append('No head converted: the backbone loads strictly, the '
                           'classifier with strict=False.')
@@ -526,13 +530,13 @@ def output_channels(backbone: StateDict) -> int:
     raise ValueError(f'layer {last} of the backbone is neither a conv nor a block')
 
 
-# -- the command line -------------------------------------------------------------------------
+# -- the command line -------------------------------------------------------------------
 def load_source_state_dict(path: str) -> StateDict:
     """Read a checkpoint file: a plain state dict, or a dict holding one under
     ``state_dict`` or ``model``; a DataParallel ``module.`` prefix is removed.
 
-    Loaded with ``weights_only=True``: a file that pickles code is refused."""
-    import mobilenet_tasks  # noqa: F401  (allow-lists mmengine checkpoint classes)
+    Loaded with ``weights_only=True`` (mmengine's checkpoint classes are allow-listed
+    by ``import mobilenet_tasks``): a file that pickles code is refused."""
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # noqa: BLE001 (any unpickling error)

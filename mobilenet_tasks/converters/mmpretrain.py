@@ -19,8 +19,9 @@ from .common import (TARGET_EPS, SE, Block, Candidate, ConversionInfo, ConvBN, L
 
 #: Source arch (mmpretrain's ``arch``, without the width) -> our backbones it may be.
 MMPRETRAIN_ARCHS: Dict[str, List[Candidate]] = {
-    'large': candidates('MobileNetV3', (1.0, 0.75, 0.5, 0.35, 1.25), arch='large'),
-    'small': candidates('MobileNetV3', (1.0, 0.75, 0.5, 0.35, 1.25), arch='small'),
+    'large': candidates('MobileNetV3', (1.0, ), reduced_tail=False, arch='large'),
+    'small': candidates('MobileNetV3', (1.0, 0.75, 0.5), reduced_tail=False,
+                        arch='small'),
 }
 
 #: BN eps of mmpretrain's MobileNetV3 (its default ``norm_cfg``).
@@ -52,7 +53,8 @@ def mmpretrain_layout(backbone: Dict) -> Layout:
               if f'{p}.se.conv1.conv.weight' in backbone else None)
         blocks.append(Block(
             expand=expand,
-            depthwise=ConvBN(f'{p}.depthwise_conv.conv.weight', f'{p}.depthwise_conv.bn'),
+            depthwise=ConvBN(f'{p}.depthwise_conv.conv.weight',
+                             f'{p}.depthwise_conv.bn'),
             se=se,
             project=ConvBN(f'{p}.linear_conv.conv.weight', f'{p}.linear_conv.bn')))
     last = layers[-1]

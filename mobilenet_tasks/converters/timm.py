@@ -15,8 +15,11 @@ models built at output stride 32 (its default) and choose ours' ``output_stride`
 freely, knowing that the dilated model is ours, not timm's.
 
 timm's models use PyTorch's BN eps 1e-5 where ours use 1e-3: the difference is folded
-into the BN weights (exact in eval mode). Only timm's symmetric-padding models are
-supported, not the ``tf_*`` ones (TF "same" padding).
+into the BN weights (exact in eval mode).
+
+Not supported: timm's ``tf_*`` ports (``tf_mobilenetv3_large_100``, ...). They have the
+same keys and shapes, so nothing in a state dict tells them apart, but they use TF
+"same" (asymmetric) padding and BN eps 1e-3: converted as above, their outputs differ.
 """
 from typing import Dict, List, Optional
 
@@ -26,12 +29,13 @@ from .common import (TARGET_EPS, SE, Block, Candidate, ConversionInfo, ConvBN, L
 
 #: Source arch -> our backbones it may be, likeliest first. timm's model names
 #: (``mobilenetv3_large_100``, ``semnasnet_100``, ...) are these plus a width suffix.
+#: timm has no reduced-tail models.
 TIMM_ARCHS: Dict[str, List[Candidate]] = {
     'mobilenetv3_large': candidates('MobileNetV3', (1.0, 0.75, 0.5, 0.35, 1.25),
-                                    arch='large'),
+                                    reduced_tail=False, arch='large'),
     'mobilenetv3_small': candidates('MobileNetV3', (1.0, 0.75, 0.5, 0.35, 1.25),
-                                    arch='small'),
-    'mnasnet_a1': candidates('MnasNet', (1.0, 0.75, 0.5, 0.35, 1.4)),
+                                    reduced_tail=False, arch='small'),
+    'mnasnet_a1': candidates('MnasNet', (1.0, 0.75, 0.5, 0.35, 1.4), reduced_tail=False),
     'mobilenetv2': candidates('MobileNetV2', (1.0, 0.75, 0.5, 0.35, 1.4),
                               reduced_tail=False),
 }
@@ -57,8 +61,9 @@ def timm_layout(state_dict: Dict) -> Layout:
         (``blocks.<last>.0``, or ``conv_head`` + ``bn2``).
     """
     if 'conv_stem.weight' not in state_dict:
+        roots = sorted({k.split('.')[0] for k in state_dict})
         raise ValueError('the state dict has no conv_stem.weight: not a timm MobileNet '
-                         f'(keys start with {sorted({k.split(".")[0] for k in state_dict})})')
+                         f'(keys start with {roots})')
     stages = child_indices(state_dict, 'blocks.')
     check_contiguous(stages, 'the timm stages (blocks.<i>)')
     blocks, final = [], None
@@ -163,6 +168,9 @@ def _normalize_arch(arch: Optional[str]) -> Optional[str]:
     ``'mnasnet_a1'``; other names unchanged."""
     if arch is None or arch in TIMM_ARCHS:
         return arch
+    if arch.startswith('tf_'):
+        raise ValueError(f'{arch}: timm\'s tf_* models use TF "same" padding and BN eps '
+                         '1e-3, which ours do not; they cannot be converted')
     if arch.startswith('semnasnet_'):
         return 'mnasnet_a1'
     base, _, suffix = arch.rpartition('_')

@@ -14,11 +14,12 @@ from .common import (TARGET_EPS, Candidate, ConversionInfo, ConvBN, Layout,
                      units_from_sequential)
 
 #: Source arch (torchvision's builder name) -> our backbones it may be, likeliest first.
+#: torchvision builds V3 at width 1.0 only (its internal ``width_mult`` scales the
+#: expansion sizes of the table, where ours and timm's scale the rounded input channels
+#: by the expansion ratio: they differ below and above 1.0).
 TORCHVISION_ARCHS: Dict[str, List[Candidate]] = {
-    'mobilenet_v3_large': candidates('MobileNetV3', (1.0, 0.75, 0.5, 0.35, 1.25),
-                                     arch='large'),
-    'mobilenet_v3_small': candidates('MobileNetV3', (1.0, 0.75, 0.5, 0.35, 1.25),
-                                     arch='small'),
+    'mobilenet_v3_large': candidates('MobileNetV3', (1.0, ), arch='large'),
+    'mobilenet_v3_small': candidates('MobileNetV3', (1.0, ), arch='small'),
     # torchvision's MobileNetV2 has no reduced tail; width_mult is any float.
     'mobilenet_v2': candidates('MobileNetV2', (1.0, 0.75, 0.5, 0.35, 1.3, 1.4),
                                reduced_tail=False),
@@ -91,11 +92,11 @@ def convert_torchvision(state_dict: Dict, arch: Optional[str] = None, *,
         ValueError: If it is not a torchvision MobileNet state dict, or not of ``arch``.
     """
     layout = torchvision_layout(state_dict)
-    found = match_arch = None
     v3 = any('.block.' in k for k in state_dict)
     if arch is None:
         # V2 and V3 have different module layouts: only match within the right family.
-        archs = {k: v for k, v in TORCHVISION_ARCHS.items() if (k != 'mobilenet_v2') == v3}
+        archs = {k: v for k, v in TORCHVISION_ARCHS.items()
+                 if (k != 'mobilenet_v2') == v3}
     else:
         archs = TORCHVISION_ARCHS
     family = 'MobileNetV3' if v3 else 'MobileNetV2'
@@ -128,6 +129,5 @@ def convert_torchvision(state_dict: Dict, arch: Optional[str] = None, *,
     info.key_map.update({f'head.{k}': v for k, v in head_map.items()})
     if found.get('reduced_tail'):
         info.notes.append('Reduced tail: no config in configs/classification builds it; '
-                          'use the backbone cfg with reduced_tail=True (and, for the '
-                          'classifier, the head cfg above).')
+                          'use the backbone (reduced_tail=True) and head cfgs of meta.')
     return (out, info) if return_info else out

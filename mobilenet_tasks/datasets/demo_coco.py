@@ -23,6 +23,7 @@ give the same pixels and byte-identical json, and the val set does not depend on
 ``num_train``.
 """
 import contextlib
+import glob
 import json
 import operator
 import os
@@ -59,7 +60,10 @@ _PLACE_VISIBLE = 0.7  # placement keeps every object at least this visible
 _MAX_OBJECTS_LIMIT = 8
 _MIN_IMAGE_SIZE = 64
 _MAX_IMAGE_SIZE = 4096
-_JPEG_QUALITY = 95
+# quality 95 without chroma subsampling: the colour edges of the shapes stay sharp
+_JPEG_PARAMS = [cv2.IMWRITE_JPEG_QUALITY, 95]
+if hasattr(cv2, 'IMWRITE_JPEG_SAMPLING_FACTOR'):  # OpenCV >= 4.5.5
+    _JPEG_PARAMS += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 
 
@@ -379,8 +383,7 @@ def _write_split(root: Path, split: str, num: int, args: Dict) -> Dict:
         image, objects = draw_demo_image(rng, size, args['min_objects'],
                                          args['max_objects'])
         file_name = f'{index:06d}.jpg'
-        ok, data = cv2.imencode('.jpg', image[..., ::-1],
-                                [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
+        ok, data = cv2.imencode('.jpg', image[..., ::-1], _JPEG_PARAMS)
         if not ok:
             raise RuntimeError(f'could not encode {split}/{file_name}')
         (img_dir / file_name).write_bytes(data.tobytes())
@@ -506,10 +509,10 @@ def make_demo_coco(out_dir: Union[str, os.PathLike],
                     f'{out_dir} is not empty and holds no {MANIFEST_NAME}: not replacing '
                     'it with the demo dataset; choose another directory or remove it')
         if locked:  # leftovers of an interrupted run (no other run can be writing)
-            for stale in out_dir.parent.glob(f'.{out_dir.name}.tmp-*'):
-                shutil.rmtree(stale, ignore_errors=True)
-            for stale in out_dir.parent.glob(f'.{out_dir.name}.old-*'):
-                shutil.rmtree(stale, ignore_errors=True)
+            for kind in ('tmp', 'old'):
+                pattern = f'.{glob.escape(out_dir.name)}.{kind}-*'
+                for stale in out_dir.parent.glob(pattern):
+                    shutil.rmtree(stale, ignore_errors=True)
 
         # not tempfile.mkdtemp: its 0700 mode would stay on the renamed dataset
         tmp = out_dir.parent / f'.{out_dir.name}.tmp-{uuid.uuid4().hex[:12]}'

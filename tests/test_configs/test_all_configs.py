@@ -149,7 +149,9 @@ def test_tensor_forward_helper_feeds_detectors_and_segmentors(tmp_path):
         "_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'\n"
         "model = dict(backbone=dict(_delete_=True, type='mobilenet_tasks.MobileNetV3',\n"
         "                           arch='small', out_indices=(1, 3, 8, 12)),\n"
-        "             neck=dict(in_channels=[16, 24, 48, 576]))\n")
+        "             neck=dict(in_channels=[16, 24, 48, 576], out_channels=32),\n"
+        # A slim head: this checks the feeding, not RetinaNet at 320x320.
+        "             bbox_head=dict(in_channels=32, feat_channels=32, stacked_convs=1))\n")
     seg = tmp_path / 'deeplabv3plus.py'
     seg.write_text(
         "_base_ = 'mmseg::deeplabv3plus/"

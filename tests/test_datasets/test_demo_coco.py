@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 
 from mobilenet_tasks.datasets import (DEMO_CLASSES, DEMO_METAINFO, draw_demo_image,
                                       image_rng, make_demo_coco)
-from mobilenet_tasks.datasets.demo_coco import MANIFEST_NAME
+from mobilenet_tasks.datasets.demo_coco import MANIFEST_NAME, _visible_objects
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 96  # smaller than the default 160 to keep the tests fast
@@ -106,42 +106,58 @@ def test_coco_json_is_valid(dataset):
 
 
 def test_boxes_are_tight_around_the_drawn_pixels():
+    size = 128
+    occluded = 0
     for index in range(12):
         rng = image_rng(5, 'train', index)
-        image, objects, background = draw_demo_image(rng, 128, 2, 4,
+        image, objects, background = draw_demo_image(rng, size, 2, 4,
                                                      return_background=True)
-        assert image.shape == background.shape == (128, 128, 3)
+        assert image.shape == background.shape == (size, size, 3)
         assert image.dtype == np.uint8
         assert len(objects) >= 2
-        union = np.zeros((128, 128), bool)
+        union = np.zeros((size, size), bool)
         for obj in objects:
             mask = obj['mask']
             assert not (mask & union).any()  # visible parts never overlap
             union |= mask
             assert not (mask & ~obj['full_mask']).any()
             assert obj['visible_fraction'] >= 0.5
+            occluded += obj['visible_fraction'] < 1
             assert obj['area'] == mask.sum()
             assert obj['category_id'] == obj['label'] + 1
             assert DEMO_CLASSES[obj['label']] == obj['name']
             ys, xs = np.nonzero(mask)
             x, y, w, h = obj['bbox']
             assert (x, y, x + w - 1, y + h - 1) == (xs.min(), ys.min(), xs.max(), ys.max())
+            # the whole shape spans roughly 15% to 60% of the image side
+            fy, fx = np.nonzero(obj['full_mask'])
+            extent = max(fx.max() - fx.min(), fy.max() - fy.min()) + 1
+            assert 0.1 * size <= extent <= 0.6 * size + 2
             # the object is really drawn there: its pixels differ from the background
             changed = np.abs(image[mask].astype(int) - background[mask]).max(axis=1) > 0
             assert changed.mean() > 0.9
         # nothing else was drawn over the background
         assert np.array_equal(image[~union], background[~union])
+    assert occluded > 0  # the boxes of partly hidden objects were checked too
 
-    # a dataset image: the json boxes are the drawn masks' extents, the JPEG its pixels
-    rng = image_rng(0, 'train', 3)
-    image, objects = draw_demo_image(rng, 160)
-    assert [o['bbox'] for o in objects] == [
-        o['bbox'] for o in draw_demo_image(image_rng(0, 'train', 3), 160)[1]
+
+def test_mostly_hidden_objects_are_dropped():
+    size = 64
+    bottom = np.zeros((size, size), bool)
+    bottom[10:30, 10:30] = True
+    top = np.zeros((size, size), bool)
+    top[12:40, 5:40] = True  # leaves 2 of 20 rows of the bottom square visible
+    small = np.zeros((size, size), bool)
+    small[50:60, 50:60] = True
+    objects = [
+        dict(label=1, full_mask=bottom, full_area=int(bottom.sum())),
+        dict(label=0, full_mask=small, full_area=int(small.sum())),
+        dict(label=2, full_mask=top, full_area=int(top.sum())),
     ]
-    # occlusion: a lower object's box shrinks to its visible part
-    occluded = [o for o in objects if o['visible_fraction'] < 1]
-    for obj in occluded:
-        assert obj['mask'].sum() < obj['full_mask'].sum()
+    kept = _visible_objects(objects, size)
+    assert [o['label'] for o in kept] == [0, 2]
+    assert kept[1]['bbox'] == [5, 12, 35, 28]
+    assert kept[0]['visible_fraction'] == 1.0
 
 
 def test_dataset_images_match_draw_demo_image(dataset):
@@ -232,6 +248,30 @@ def test_manifest_reuse_and_clean_regeneration(tmp_path):
     with pytest.raises(FileExistsError, match='not empty'):
         make_demo_coco(foreign, num_train=1, num_val=1, image_size=64)
     assert [p.name for p in foreign.iterdir()] == ['keep.txt']
+
+
+def test_a_failed_generation_leaves_the_old_dataset(tmp_path, monkeypatch):
+    from mobilenet_tasks.datasets import demo_coco
+    out = tmp_path / 'demo'
+    make_demo_coco(out, num_train=2, num_val=1, image_size=64)
+    before = _files(out)
+    calls = []
+    imencode = cv2.imencode
+
+    def failing_imencode(*args):  # the third image fails to be written
+        calls.append(1)
+        if len(calls) > 2:
+            raise OSError('disk full')
+        return imencode(*args)
+
+    monkeypatch.setattr(demo_coco.cv2, 'imencode', failing_imencode)
+    with pytest.raises(OSError, match='disk full'):
+        make_demo_coco(out, num_train=5, num_val=1, image_size=64)
+    monkeypatch.undo()
+    assert len(calls) == 3
+    assert _files(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()
+                  if not p.name.endswith('.lock')) == ['demo']
 
 
 @pytest.mark.parametrize('kwargs, match', [

@@ -7,6 +7,7 @@ be <= 1e-4.
 """
 import copy
 import functools
+import os
 import runpy
 import subprocess
 import sys
@@ -38,7 +39,7 @@ CFG = {
 }
 
 
-# -- helpers ------------------------------------------------------------------------------
+# -- helpers ----------------------------------------------------------------------------
 def randomize(model: nn.Module, seed: int = 1) -> nn.Module:
     """Random BN statistics and affine parameters (and Linear layers); eval mode."""
     gen = torch.Generator().manual_seed(seed)
@@ -57,7 +58,8 @@ def randomize(model: nn.Module, seed: int = 1) -> nn.Module:
                                / m.in_features**0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
     assert num_bn > 20
-    model.eval()  # not `model = model.eval()`: mmpretrain's MobileNetV3.train returns None
+    # Not `model = model.eval()`: mmpretrain's MobileNetV3.train returns None.
+    model.eval()
     return model
 
 
@@ -101,18 +103,25 @@ def build_classifier(config: str, **overrides):
     return MODELS.build(cfg.model)
 
 
-def check_classifier(path: str, ref_logits: torch.Tensor, x: torch.Tensor, config: str,
-                     what: str, **overrides) -> float:
-    """Load the checkpoint strictly into the config's classifier; compare logits."""
+def check_classifier(path: str, x: torch.Tensor, ref_feats: torch.Tensor,
+                     ref_logits: torch.Tensor, config: str, what: str, **overrides):
+    """Load the checkpoint with ``load_checkpoint(strict=True)`` into the classifier of
+    ``config``; compare its backbone's last output and its logits with the reference's.
+
+    Returns:
+        The classifier's backbone (ours), for further checks.
+    """
     model = build_classifier(config, **overrides)
     load_checkpoint(model, path, map_location='cpu', strict=True, logger='silent')
     model.eval()
     with torch.no_grad():
-        logits = model(x, mode='tensor')
-    return assert_close(logits, ref_logits, what)
+        feats, logits = model.backbone(x)[-1], model(x, mode='tensor')
+    assert_close(feats, ref_feats, what)
+    assert_close(logits, ref_logits, f'{what} logits')
+    return model.backbone
 
 
-# -- torchvision ----------------------------------------------------------------------------
+# -- torchvision ------------------------------------------------------------------------
 @pytest.mark.parametrize('arch', ['large', 'small'])
 @pytest.mark.parametrize('reduced_tail, dilated', [(False, False), (True, False),
                                                    (False, True), (True, True)])
@@ -122,36 +131,39 @@ def test_torchvision_mobilenet_v3(arch, reduced_tail, dilated, tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         ref_feats, ref_logits = ref.features(x), ref(x)
+    assert ref_feats.shape[-1] == (4 if dilated else 2)
 
     converted, info = convert_torchvision(ref.state_dict(), return_info=True)
     assert info.arch == f'mobilenet_v3_{arch}'
     assert info.backbone.cfg == dict(type='mobilenet_tasks.MobileNetV3', arch=arch,
                                      widen_factor=1.0, reduced_tail=reduced_tail)
+    # torchvision's classifier: Linear to 1280 (1024 Small; half with the reduced tail),
+    # h-swish, dropout, Linear: mmpretrain's StackedLinearClsHead layers.0 / layers.1.
     hidden = {'large': 1280, 'small': 1024}[arch] // (2 if reduced_tail else 1)
-    assert info.head['mid_channels'] == [hidden]
-    assert converted['head.layers.0.fc.weight'].shape[0] == hidden
+    assert info.head == dict(type='StackedLinearClsHead', in_channels=(
+        {'large': 960, 'small': 576}[arch] // (2 if reduced_tail else 1)),
+        mid_channels=[hidden], num_classes=1000)
+    assert sorted(k for k in converted if k.startswith('head.')) == [
+        'head.layers.0.fc.bias', 'head.layers.0.fc.weight', 'head.layers.1.fc.bias',
+        'head.layers.1.fc.weight']
 
-    ours = load_strict(MobileNetV3(arch, reduced_tail=reduced_tail,
-                                   output_stride=16 if dilated else 32), converted)
-    with torch.no_grad():
-        feats = ours(x)[-1]
-    assert feats.shape[-1] == (4 if dilated else 2)
-    assert_close(feats, ref_feats, f'torchvision {arch} rt={reduced_tail} dil={dilated}')
-
-    # The classifier: our config (with the tail and head torchvision has).
+    # Ours: the config's classifier, with the tail, dilation and head torchvision has.
     overrides = {}
-    if reduced_tail:
+    if reduced_tail:  # no config builds it: override ours
+        assert info.config is None
         overrides = {'model.backbone.reduced_tail': True,
                      'model.head.in_channels': info.head['in_channels'],
                      'model.head.mid_channels': info.head['mid_channels']}
-        assert info.config is None
     else:
         assert info.config == CFG[arch]
     if dilated:
         overrides['model.backbone.output_stride'] = 16
-    check_classifier(save(tmp_path, converted, info), ref_logits, x, CFG[arch],
-                     f'torchvision {arch} rt={reduced_tail} dil={dilated} logits',
-                     **overrides)
+    backbone = check_classifier(
+        save(tmp_path, converted, info), x, ref_feats, ref_logits, CFG[arch],
+        f'torchvision {arch} rt={reduced_tail} dil={dilated}', **overrides)
+    assert isinstance(backbone, MobileNetV3)
+    assert (backbone.reduced_tail, backbone.output_stride) == (reduced_tail,
+                                                               16 if dilated else 32)
 
 
 def test_torchvision_mobilenet_v2(tmp_path):
@@ -162,15 +174,13 @@ def test_torchvision_mobilenet_v2(tmp_path):
     converted, info = convert_torchvision(ref.state_dict(), return_info=True)
     assert (info.arch, info.config) == ('mobilenet_v2', CFG['v2'])
     # torchvision's V2 BN eps is 1e-5, ours 1e-3: folded into the BN weights.
-    assert any('eps' in note for note in info.notes)
-    ours = load_strict(MobileNetV2(), converted)
-    with torch.no_grad():
-        assert_close(ours(x)[-1], ref_feats, 'torchvision v2')
-    check_classifier(save(tmp_path, converted, info), ref_logits, x, CFG['v2'],
-                     'torchvision v2 logits')
+    assert any('eps 1e-05 is folded' in note for note in info.notes)
+    backbone = check_classifier(save(tmp_path, converted, info), x, ref_feats,
+                                ref_logits, CFG['v2'], 'torchvision v2')
+    assert isinstance(backbone, MobileNetV2)
 
 
-# -- timm -------------------------------------------------------------------------------------
+# -- timm -------------------------------------------------------------------------------
 @pytest.mark.parametrize('name, ours_cls, kwargs, config', [
     ('mobilenetv3_large_100', MobileNetV3, dict(arch='large'), CFG['large']),
     ('mobilenetv3_small_100', MobileNetV3, dict(arch='small'), CFG['small']),
@@ -186,11 +196,9 @@ def test_timm(name, ours_cls, kwargs, config, tmp_path):
     assert info.config == config
     assert info.backbone.cfg == dict(type=f'mobilenet_tasks.{ours_cls.__name__}',
                                      widen_factor=1.0, reduced_tail=False, **kwargs)
-    ours = load_strict(ours_cls(**kwargs), converted)
-    with torch.no_grad():
-        assert_close(ours(x)[-1], ref_feats, f'timm {name}')
-    check_classifier(save(tmp_path, converted, info), ref_logits, x, config,
-                     f'timm {name} logits')
+    backbone = check_classifier(save(tmp_path, converted, info), x, ref_feats,
+                                ref_logits, config, f'timm {name}')
+    assert isinstance(backbone, ours_cls)
 
 
 def test_timm_bn_eps_folding():
@@ -201,17 +209,17 @@ def test_timm_bn_eps_folding():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         ref_feats = ref.forward_features(x)
-        unfolded = load_strict(MobileNetV3('small'),
-                               convert_timm(ref.state_dict(), target_eps=1e-5))
-        assert (unfolded(x)[-1] - ref_feats).abs().max() > 10 * TOL
-        folded = load_strict(MobileNetV3('small'), convert_timm(ref.state_dict()))
-        assert_close(folded(x)[-1], ref_feats, 'timm small, eps folded')
+        ours = load_strict(MobileNetV3('small'),
+                           convert_timm(ref.state_dict(), target_eps=1e-5))
+        assert (ours(x)[-1] - ref_feats).abs().max() > 10 * TOL
+        load_strict(ours, convert_timm(ref.state_dict()))
+        assert_close(ours(x)[-1], ref_feats, 'timm small, eps folded')
         eps5 = load_strict(MobileNetV3('small', norm_cfg=dict(type='BN', eps=1e-5)),
                            convert_timm(ref.state_dict(), target_eps=1e-5))
         assert_close(eps5(x)[-1], ref_feats, 'timm small, target eps 1e-5')
 
 
-# -- mmpretrain -----------------------------------------------------------------------------
+# -- mmpretrain -------------------------------------------------------------------------
 @pytest.mark.parametrize('arch', ['small', 'large'])
 def test_mmpretrain_backbone(arch):
     from mmpretrain.models.backbones import MobileNetV3 as MMPretrainMobileNetV3
@@ -219,7 +227,8 @@ def test_mmpretrain_backbone(arch):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         ref_feats = ref(x)[-1]
-    checkpoint = {'state_dict': {f'backbone.{k}': v for k, v in ref.state_dict().items()}}
+    checkpoint = {'state_dict': {f'backbone.{k}': v
+                                 for k, v in ref.state_dict().items()}}
     converted, info = convert_mmpretrain_mobilenet_v3(checkpoint['state_dict'],
                                                       return_info=True)
     assert info.arch == arch and info.head is None
@@ -238,7 +247,7 @@ def test_mmpretrain_classifier_via_tool(tmp_path, monkeypatch, capsys):
     ref = randomize(MODELS.build(cfg.model))
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        ref_logits = ref(x, mode='tensor')
+        ref_feats, ref_logits = ref.backbone(x)[-1], ref(x, mode='tensor')
     src, dst = tmp_path / 'mmpretrain.pth', tmp_path / 'ours.pth'
     torch.save({'state_dict': ref.state_dict(), 'meta': {'epoch': 600}}, src)
     monkeypatch.setattr(sys, 'argv', ['mmpretrain_mobilenet_v3.py', str(src), str(dst)])
@@ -246,30 +255,51 @@ def test_mmpretrain_classifier_via_tool(tmp_path, monkeypatch, capsys):
                    run_name='__main__')
     out = capsys.readouterr().out
     assert 'mmpretrain large' in out and CFG['large'] in out
-    check_classifier(str(dst), ref_logits, x, CFG['large'], 'mmpretrain large logits')
+    check_classifier(str(dst), x, ref_feats, ref_logits, CFG['large'],
+                     'mmpretrain classifier large')
 
 
-# -- mismatches ----------------------------------------------------------------------------
+# -- mismatches -------------------------------------------------------------------------
 def test_wrong_arch_raises():
     small = torchvision.models.mobilenet_v3_small(weights=None).state_dict()
     with pytest.raises(ValueError, match=r"does not match arch 'mobilenet_v3_large': "
                        r'it has 11 blocks.* has 15\. It matches arch '
                        r"'mobilenet_v3_small'.*pass --arch mobilenet_v3_small"):
         convert_torchvision(small, arch='mobilenet_v3_large')
-    # The same count of blocks, other shapes: says which tensor differs.
     v2 = timm.create_model('mobilenetv2_100', pretrained=False).state_dict()
     with pytest.raises(ValueError, match=r"does not match arch 'mnasnet_a1': it has 17 "
                        r'blocks.*It matches arch .mobilenetv2.'):
         convert_timm(v2, arch='mnasnet_a1')
+    # The same blocks, other shapes (timm's mobilenetv3_rw rounds the SE differently):
+    # says which tensor differs, ours and the source's.
+    rw = timm.create_model('mobilenetv3_rw', pretrained=False).state_dict()
+    with pytest.raises(ValueError, match=r"does not match arch 'mobilenetv3_large': 9 "
+                       r'tensors differ .*layers\.4\.se\.conv1\.weight has shape '
+                       r'\(18, 72, 1, 1\) where .* has \(24, 72, 1, 1\) \(source '
+                       r'blocks\.2\.0\.se\.conv_reduce\.weight\)\. It matches none'):
+        convert_timm(rw, arch='mobilenetv3_large')
     # mmpretrain's small_050 keeps a 16-channel stem: none of ours.
     from mmpretrain.models.backbones import MobileNetV3 as MMPretrainMobileNetV3
     sd = {f'backbone.{k}': v for k, v in MMPretrainMobileNetV3('small_050').state_dict()
           .items()}
-    with pytest.raises(ValueError, match=r'matches none of our backbones.*layers\.0\.conv'
-                       r'\.weight has shape \(16, 3, 3, 3\).*\(8, 3, 3, 3\)'):
+    with pytest.raises(ValueError, match=r'matches none of our backbones.*'
+                       r'layers\.0\.conv\.weight has shape \(16, 3, 3, 3\).*'
+                       r'\(8, 3, 3, 3\)'):
         convert_mmpretrain_mobilenet_v3(sd)
     with pytest.raises(ValueError, match='arch must be one of'):
         convert_torchvision(small, arch='mobilenet_v3_medium')
+
+
+def test_wrong_arch_tool_exits_with_the_message(tmp_path, monkeypatch):
+    src, dst = tmp_path / 'small.pth', tmp_path / 'out.pth'
+    torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), src)
+    monkeypatch.setattr(sys, 'argv', ['torchvision_mobilenet.py', str(src), str(dst),
+                                      '--arch', 'mobilenet_v3_large'])
+    with pytest.raises(SystemExit, match=r"error: .*does not match arch "
+                       r"'mobilenet_v3_large'.*pass --arch mobilenet_v3_small"):
+        runpy.run_path(str(ROOT / 'tools/model_converters/torchvision_mobilenet.py'),
+                       run_name='__main__')
+    assert not dst.exists()
 
 
 def test_reduced_tail_against_full_tail_raises():
@@ -289,25 +319,53 @@ def test_unknown_keys_raise():
         convert_timm(torchvision.models.mobilenet_v2(weights=None).state_dict())
 
 
-# -- the command line, end to end ---------------------------------------------------------
-def test_torchvision_tool_end_to_end(tmp_path):
-    ref = randomize(torchvision.models.mobilenet_v3_large(weights=None))
+# -- the command line, end to end -------------------------------------------------------
+TOOL_TEST = 'test_torchvision_tool_end_to_end'
+
+
+@pytest.fixture(scope='module')
+def torchvision_tool(tmp_path_factory):
+    """Start ``tools/model_converters/torchvision_mobilenet.py SRC DST`` in a subprocess
+    on a saved random mobilenet_v3_large; yields ``(reference, process, dst)``."""
+    tmp = tmp_path_factory.mktemp('torchvision_tool')
+    torch.manual_seed(2)
+    ref = randomize(torchvision.models.mobilenet_v3_large(weights=None), seed=2)
+    src, dst = tmp / 'src.pth', tmp / 'dst.pth'
+    torch.save(ref.state_dict(), src)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / 'tools/model_converters/torchvision_mobilenet.py'),
+         str(src), str(dst)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT)
+    yield ref, proc, dst
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _start_tool_early(request):
+    """The tool's process spends seconds importing: without xdist, start it with this
+    module's first test, so that it runs beside the others on the second core."""
+    if ('PYTEST_XDIST_WORKER' not in os.environ
+            and any(item.originalname == TOOL_TEST for item in request.session.items)):
+        request.getfixturevalue('torchvision_tool')
+
+
+def test_torchvision_tool_end_to_end(torchvision_tool):
+    ref, proc, dst = torchvision_tool
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         ref_feats, ref_logits = ref.features(x), ref(x)
-    src, dst = tmp_path / 'src.pth', tmp_path / 'dst.pth'
-    torch.save(ref.state_dict(), src)
-    result = subprocess.run(
-        [sys.executable, str(ROOT / 'tools/model_converters/torchvision_mobilenet.py'),
-         str(src), str(dst)], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert 'torchvision mobilenet_v3_large' in result.stdout
-    assert CFG['large'] in result.stdout
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert 'torchvision mobilenet_v3_large' in stdout
+    assert CFG['large'] in stdout
 
     ckpt = torch.load(dst, weights_only=True)
     assert ckpt['meta']['source_arch'] == 'mobilenet_v3_large'
     assert ckpt['meta']['config'] == CFG['large']
-    check_classifier(str(dst), ref_logits, x, CFG['large'], 'tool: torchvision logits')
+    check_classifier(str(dst), x, ref_feats, ref_logits, CFG['large'],
+                     'tool: torchvision large')
     backbone = MobileNetV3('large', init_cfg=dict(type='Pretrained', checkpoint=str(dst),
                                                   prefix='backbone.'))
     logger = MMLogger.get_current_instance()

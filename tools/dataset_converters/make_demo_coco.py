@@ -7,13 +7,34 @@ Deterministic: the same arguments give the same images and byte-identical json. 
 dataset already in --out made with the same arguments is reused (see --force).
 """
 import argparse
+import importlib.util
 import json
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from mobilenet_tasks.datasets.demo_coco import MANIFEST_NAME, make_demo_coco
+
+def _load_demo_coco():
+    """The generator module, without running ``mobilenet_tasks/__init__.py``.
+
+    demo_coco needs only numpy and OpenCV, while importing the package imports torch,
+    mmdet and the models (about 10 s on a small CPU). Falls back to the package import
+    when the module is not next to this script's checkout.
+    """
+    path = (Path(__file__).resolve().parents[2] / 'mobilenet_tasks' / 'datasets' /
+            'demo_coco.py')
+    if not path.is_file():
+        from mobilenet_tasks.datasets import demo_coco
+        return demo_coco
+    spec = importlib.util.spec_from_file_location('_mobilenet_tasks_demo_coco', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+demo_coco = _load_demo_coco()
+MANIFEST_NAME, make_demo_coco = demo_coco.MANIFEST_NAME, demo_coco.make_demo_coco
 
 
 def parse_args(argv=None):

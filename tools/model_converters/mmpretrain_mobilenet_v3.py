@@ -2,7 +2,8 @@
 ``small_075``) to ours.
 
     python tools/model_converters/mmpretrain_mobilenet_v3.py \
-        mobilenet-v3-large_8xb128_in1k_20221114-0ed9ed9a.pth mobilenet-v3-large_mmpretrain.pth
+        mobilenet-v3-large_8xb128_in1k_20221114-0ed9ed9a.pth \
+        mobilenet-v3-large_mmpretrain.pth
 
 SRC is an mmpretrain checkpoint (``state_dict`` with ``backbone.layer0...`` and
 ``head.*``); its ``backbone.layerN`` become our ``backbone.layers.N`` and its head, the

@@ -1,14 +1,17 @@
 """Convert a torchvision MobileNetV3 (Large / Small, any reduced_tail / dilated) or
 MobileNetV2 checkpoint to ours.
 
-    python tools/model_converters/torchvision_mobilenet.py mobilenet_v3_large-8738ca79.pth \
-        mobilenet-v3-large_torchvision.pth
+    python tools/model_converters/torchvision_mobilenet.py \
+        mobilenet_v3_large-8738ca79.pth mobilenet-v3-large_torchvision.pth
 
-SRC is a state dict as torchvision saves it; the arch, width and reduced tail are inferred
-from its shapes (``--arch`` forces the arch). DST holds ``state_dict`` (``backbone.*`` and
-the classifier as mmpretrain's ``head.*``) and ``meta``; it loads strictly into the
-classifier of ``configs/classification/`` printed below, and into a lone backbone with
+SRC is a state dict as torchvision saves it; the arch, width and reduced tail are
+inferred from its shapes (``--arch`` forces the arch). DST holds ``state_dict``
+(``backbone.*`` and the classifier as mmpretrain's ``head.*``) and ``meta``; it loads
+strictly into the classifier of the ``configs/classification/`` config the tool prints,
+and into a lone backbone with
 ``init_cfg=dict(type='Pretrained', checkpoint=DST, prefix='backbone.')``.
+A reduced-tail model's classifier (hidden layer 640 / 512) has no config here: its
+backbone loads as above, its head into a StackedLinearClsHead with the printed cfg.
 """
 from mobilenet_tasks.converters.common import run_cli
 from mobilenet_tasks.converters.torchvision import TORCHVISION_ARCHS, convert_torchvision
