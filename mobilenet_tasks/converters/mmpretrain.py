@@ -72,8 +72,9 @@ def convert_mmpretrain_mobilenet_v3(state_dict: Dict, arch: Optional[str] = None
         state_dict (dict): An mmpretrain ``ImageClassifier`` state dict
             (``backbone.layer0.conv.weight``, ..., ``head.layers.0.fc.weight``, ...), as
             in its checkpoints' ``state_dict``; or a lone backbone's (``layer0...``).
-        arch (str, optional): ``'large'`` or ``'small'``; None infers it. The width
-            (``'small_075'`` is our Small at 0.75) is inferred from the shapes.
+        arch (str, optional): ``'large'`` or ``'small'`` (``'small_075'`` is taken as
+            ``'small'``); None infers it. The width (mmpretrain's ``small_075`` is our
+            Small at 0.75) is inferred from the shapes.
         with_head (bool): Also copy the ``head.*`` tensors, if there are any.
         target_eps (float): BN eps of the model that will load the result.
         return_info (bool): Also return a :class:`ConversionInfo`.
@@ -86,6 +87,8 @@ def convert_mmpretrain_mobilenet_v3(state_dict: Dict, arch: Optional[str] = None
         ValueError: If it is not an mmpretrain MobileNetV3 state dict, or not of
             ``arch``.
     """
+    if arch is not None and arch.startswith('small_'):
+        arch = 'small'  # mmpretrain's width variants; the width comes from the shapes
     if any(k.startswith('backbone.') for k in state_dict):
         src = {k[len('backbone.'):]: v for k, v in state_dict.items()
                if k.startswith('backbone.')}

@@ -84,9 +84,10 @@ def convert_torchvision(state_dict: Dict, arch: Optional[str] = None, *,
 
     Returns:
         dict: ``backbone.<our key>`` (and ``head.<key>``) -> tensor, which loads
-        strictly into ``ImageClassifier(backbone=info.backbone.cfg, head=info.head)``
-        (our ``configs/classification`` config for that arch). With ``return_info``, a
-        tuple ``(state_dict, info)``.
+        strictly into an mmpretrain ImageClassifier with backbone ``info.backbone.cfg``
+        and head ``info.head`` (``info.config``, our ``configs/classification`` config
+        of that arch, where there is one). With ``return_info``, a tuple
+        ``(state_dict, info)``.
 
     Raises:
         ValueError: If it is not a torchvision MobileNet state dict, or not of ``arch``.

@@ -9,6 +9,8 @@ SRC is a state dict as timm saves it (or a timm training checkpoint's ``state_di
 the arch and width are inferred from its shapes (``--arch`` forces the arch). timm's BN
 eps 1e-5 is folded into the BN weights for ours (1e-3, ``--target-bn-eps``). Equivalent
 at output stride 32: timm dilates one block later than ours for output stride 8 / 16.
+timm's ``tf_*`` ports (TF padding, eps 1e-3) have the same keys and shapes but are not
+equivalent: do not convert them.
 """
 from mobilenet_tasks.converters.common import run_cli
 from mobilenet_tasks.converters.timm import TIMM_ARCHS, convert_timm
