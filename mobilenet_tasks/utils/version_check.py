@@ -10,6 +10,10 @@ SUPPORTED = {
     'mmdet': ('3.3.0', '3.4.0'),
     'mmsegmentation': ('1.2.2', '1.3.0'),
 }
+# Checked only where installed: the classification configs need it, nothing else does.
+OPTIONAL = {
+    'mmpretrain': ('1.2.0', '1.3.0'),
+}
 
 
 def check_dependencies(installed=None):
@@ -20,7 +24,7 @@ def check_dependencies(installed=None):
             by default the versions installed in this environment.
     """
     problems = []
-    for name, (low, high) in SUPPORTED.items():
+    for name, (low, high) in {**SUPPORTED, **OPTIONAL}.items():
         if installed is not None:
             found = installed.get(name)
         else:
@@ -28,6 +32,8 @@ def check_dependencies(installed=None):
                 found = metadata.version(name)
             except metadata.PackageNotFoundError:
                 found = None
+        if found is None and name in OPTIONAL:
+            continue
         if found is None:
             problems.append(f'{name} is not installed (need >={low},<{high})')
         elif not Version(low) <= Version(found) < Version(high):

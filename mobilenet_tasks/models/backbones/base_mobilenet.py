@@ -10,6 +10,7 @@ Layers are numbered as in the papers: layer 0 is the stem convolution, layers 1.
 bottleneck blocks in order (so "block 13" of MobileNetV3-Large is layer 13), and layer N+1
 is the final 1x1 convolution before pooling, where the architecture has one.
 """
+import warnings
 from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence, Tuple
 
@@ -198,6 +199,10 @@ class BaseMobileNet(BaseModule):
         act_cfg (dict, optional): The activation of the layers the architecture marks
             ``'act'``; None means the architecture's default.
         init_cfg (dict or list[dict], optional): Initialization config.
+        pretrained (str, optional): Deprecated, as in mmdet/mmseg backbones: a
+            checkpoint path, turned into ``init_cfg=dict(type='Pretrained', ...)``.
+            Stock mmseg configs pass their ResNet checkpoint here through
+            ``model.pretrained``: set ``model.pretrained=None`` when swapping in ours.
     """
     # Subclasses set these.
     default_act_cfg: dict = dict(type='ReLU')
@@ -215,7 +220,15 @@ class BaseMobileNet(BaseModule):
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN', eps=0.001, momentum=0.01),
                  act_cfg: Optional[dict] = None,
-                 init_cfg=None):
+                 init_cfg=None,
+                 pretrained: Optional[str] = None):
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError('give init_cfg or pretrained, not both '
+                                 f'(pretrained={pretrained!r})')
+            warnings.warn('`pretrained` is deprecated: use init_cfg=dict('
+                          f"type='Pretrained', checkpoint={pretrained!r})")
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         if init_cfg is None:
             init_cfg = [
                 dict(type='Kaiming', layer='Conv2d', mode='fan_out'),
