@@ -6,6 +6,7 @@ Metrics are the config's test evaluator (COCO bbox mAP with pycocotools for dete
 mIoU for segmentation); they are printed and written to the work dir.
 """
 import argparse
+import json
 import os
 import os.path as osp
 
@@ -67,7 +68,13 @@ def main():
             raise SystemExit(f'--out must be a .pkl file, got {args.out}')
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()
+    out = osp.join(cfg.work_dir, 'test_metrics.json')
+    with open(out, 'w') as f:
+        json.dump(dict(config=args.config, checkpoint=args.checkpoint,
+                       metrics={k: float(v) if isinstance(v, (int, float)) else str(v)
+                                for k, v in metrics.items()}), f, indent=2)
     print('metrics:', metrics)
+    print(f'metrics written to {out}')
 
 
 if __name__ == '__main__':

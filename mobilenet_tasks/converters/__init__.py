@@ -12,9 +12,13 @@ from .common import TARGET_EPS, ConversionInfo, fold_bn_eps
 from .mmpretrain import MMPRETRAIN_ARCHS, convert_mmpretrain_mobilenet_v3
 from .timm import TIMM_ARCHS, convert_timm
 from .torchvision import TORCHVISION_ARCHS, convert_torchvision
+from .torchvision_ssdlite import (COCO_CATEGORY_IDS, TORCHVISION_SSDLITE_CONFIG,
+                                  SSDLiteConversionInfo, convert_torchvision_ssdlite)
 
 __all__ = [
     'TARGET_EPS', 'ConversionInfo', 'fold_bn_eps', 'convert_torchvision',
     'TORCHVISION_ARCHS', 'convert_timm', 'TIMM_ARCHS', 'convert_mmpretrain_mobilenet_v3',
     'MMPRETRAIN_ARCHS'
 ]
+__all__ += ['convert_torchvision_ssdlite', 'SSDLiteConversionInfo', 'COCO_CATEGORY_IDS',
+            'TORCHVISION_SSDLITE_CONFIG']

@@ -1,0 +1,115 @@
+"""SSDLite end to end: tools/train.py then tools/test.py on a tiny generated COCO set,
+overfitting a handful of images, and the missing-dataset message."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from mobilenet_tasks.datasets.demo_coco import make_demo_coco
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY = """
+_base_ = '{root}/configs/ssdlite_v3_large_demo.py'
+input_size = 128
+data_root = '{data}/'
+model = dict(
+    backbone=dict(arch='small', expansion_indices=(9, ), out_indices=(12, )),
+    bbox_head=dict(anchor_generator=dict(input_size=input_size)))
+_pipe = [dict(type='LoadImageFromFile'),
+         dict(type='LoadAnnotations', with_bbox=True),
+         dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
+         dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
+                                               'img_shape', 'scale_factor'))]
+train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root, pipeline=_pipe,
+                                     ann_file='annotations/instances_{train}.json',
+                                     data_prefix=dict(img='{train}/')))
+val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root=data_root, pipeline=_pipe))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+train_cfg = dict(max_iters={iters}, val_interval={iters})
+param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+                        end=10)]
+optim_wrapper = dict(optimizer=dict(lr={lr}))
+default_hooks = dict(logger=dict(interval=5),
+                     checkpoint=dict(interval={iters}, max_keep_ckpts=1))
+randomness = dict(seed=0, deterministic=True)
+"""
+
+
+@pytest.fixture(scope='module')
+def tiny_coco(tmp_path_factory):
+    root = tmp_path_factory.mktemp('coco')
+    make_demo_coco(root, num_train=8, num_val=4, image_size=128, seed=3)
+    return root
+
+
+def _config(tmp_path, data, iters, lr=2e-3, train='train'):
+    path = tmp_path / 'tiny.py'
+    path.write_text(TINY.format(root=ROOT, data=data, iters=iters, lr=lr, train=train))
+    return path
+
+
+def _run(*args, cwd):
+    proc = subprocess.run([sys.executable, *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_train_then_test_through_the_tools(tmp_path, tiny_coco):
+    config = _config(tmp_path, tiny_coco, iters=6)
+    work = tmp_path / 'work'
+    code, log = _run(ROOT / 'tools/train.py', config, '--work-dir', work, cwd=tmp_path)
+    assert code == 0, log[-3000:]
+    assert 'coco/bbox_mAP' in log  # the val step at the end of training ran
+    checkpoint = work / 'iter_6.pth'
+    assert checkpoint.is_file()
+    out = tmp_path / 'preds.pkl'
+    code, log = _run(ROOT / 'tools/test.py', config, checkpoint, '--work-dir', work,
+                     '--out', out, '--show-dir', tmp_path / 'drawn', cwd=tmp_path)
+    assert code == 0, log[-3000:]
+    metrics = json.loads((work / 'test_metrics.json').read_text())['metrics']
+    assert 0.0 <= metrics['coco/bbox_mAP'] <= 1.0  # a real pycocotools figure
+    assert {'coco/bbox_mAP_50', 'coco/bbox_mAP_75'} <= set(metrics)
+    import pickle
+    with open(out, 'rb') as f:
+        predictions = pickle.load(f)
+    assert len(predictions) == 4
+    assert predictions[0]['pred_instances']['bboxes'].shape[1] == 4
+    drawn = list((tmp_path / 'drawn').rglob('*.jpg'))
+    assert len(drawn) == 4
+
+
+def test_overfitting_a_handful_of_images(tmp_path, tiny_coco):
+    """Train and validate on the same 8 images: the loss falls and the mAP rises."""
+    cfg = Config.fromfile(_config(tmp_path, tiny_coco, iters=80, lr=3e-3))
+    cfg.val_dataloader.dataset.ann_file = 'annotations/instances_train.json'
+    cfg.val_dataloader.dataset.data_prefix = dict(img='train/')
+    cfg.val_evaluator.ann_file = str(tiny_coco / 'annotations/instances_train.json')
+    cfg.test_dataloader, cfg.test_evaluator = cfg.val_dataloader, cfg.val_evaluator
+    cfg.work_dir = str(tmp_path / 'overfit')
+    runner = Runner.from_cfg(cfg)
+    before = runner.val_loop.run()['coco/bbox_mAP']
+    runner.train()
+    after = runner.val_loop.run()['coco/bbox_mAP']
+    losses = runner.message_hub.get_scalar('train/loss').data[0]
+    assert losses[-5:].mean() < 0.5 * losses[:5].mean()
+    assert before < 0.05
+    assert after > before + 0.2, (before, after)
+
+
+def test_missing_coco_stops_at_once_with_directions(tmp_path):
+    code, log = _run(ROOT / 'tools/train.py', ROOT / 'configs/ssdlite_v3_large_coco.py',
+                     '--work-dir', tmp_path / 'w', cwd=tmp_path)
+    assert code != 0
+    assert str(tmp_path / 'data/coco/annotations/instances_train2017.json') in log
+    assert 'cocodataset.org' in log and 'make demo' in log
+    assert not (tmp_path / 'w').exists() or not list((tmp_path / 'w').rglob('*.pth'))
