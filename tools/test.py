@@ -7,16 +7,16 @@ mIoU for segmentation); they are printed and written to the work dir.
 """
 import argparse
 import json
-import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.evaluator import DumpResults
 from mmengine.runner import Runner
 
 import mobilenet_tasks  # noqa: F401  (registries; safe checkpoint loading)
 from mobilenet_tasks.datasets.checks import DatasetNotFoundError, check_data_files
-from mobilenet_tasks.engine import apply_common_options
+from mobilenet_tasks.engine import (add_common_arguments, apply_common_options,
+                                    parse_args_with_local_rank)
 
 
 def parse_args():
@@ -26,15 +26,8 @@ def parse_args():
     parser.add_argument('--work-dir', help='the dir to save the metrics')
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
     parser.add_argument('--show-dir', help='save drawn predictions to this dir')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, key=value')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_common_arguments(parser)
+    return parse_args_with_local_rank(parser)
 
 
 def enable_drawing(cfg: Config, show_dir: str) -> None:

@@ -3,14 +3,14 @@
     python tools/train.py configs/ssdlite_v3_large_coco.py [--work-dir DIR] [--resume]
 """
 import argparse
-import os
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.runner import Runner
 
 import mobilenet_tasks  # noqa: F401  (registries; safe checkpoint loading)
 from mobilenet_tasks.datasets.checks import DatasetNotFoundError, check_data_files
-from mobilenet_tasks.engine import apply_common_options
+from mobilenet_tasks.engine import (add_common_arguments, apply_common_options,
+                                    parse_args_with_local_rank)
 
 
 def parse_args():
@@ -27,15 +27,8 @@ def parse_args():
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by the actual batch size '
                         '(auto_scale_lr.base_batch_size in the config)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, key=value')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_common_arguments(parser)
+    return parse_args_with_local_rank(parser)
 
 
 def main():

@@ -2,21 +2,19 @@
 
 torchvision's SSDLite and ours are the same network under other names:
 
-======================================  =============================================
-torchvision                              ours (``mobilenet_tasks.SSDLite``)
-======================================  =============================================
-``backbone.features.0`` = MobileNetV3   ``backbone.layers.0..c4`` and the expansion
-``features[:c4]`` + ``features[c4]``    layer of block ``c4`` (``expansion_indices``):
-``.block[0]`` (C4 = that expansion)     the torchvision MobileNetV3 converter maps them
-``backbone.features.1`` = the rest of   ``backbone.layers.c4..N+1`` (C5 = the final
-block ``c4`` and ``features[c4 + 1:]``  1x1 conv, ``out_indices``)
-``backbone.extra.i`` (1x1 + BN + ReLU6,  ``neck.extra_layers.i`` (mmdet ``SSDNeck``,
-dw 3x3 s2 + BN + ReLU6, 1x1 + BN +       ``use_depthwise``: ``ConvModule`` 1x1, then a
-ReLU6)                                   ``DepthwiseSeparableConvModule``)
-``head.classification_head.module_list   ``bbox_head.cls_convs.l`` (mmdet ``SSDHead``,
-.l`` (dw 3x3 + BN + ReLU6, 1x1 + bias)   ``use_depthwise``: dw ``ConvModule``, 1x1)
-``head.regression_head.module_list.l``  ``bbox_head.reg_convs.l``
-======================================  =============================================
+- ``backbone.features.0`` (torchvision's ``features[:c4]`` and the expansion layer
+  ``features[c4].block[0]``, C4) and ``backbone.features.1`` (the rest of block ``c4``
+  and ``features[c4 + 1:]``, ending in the final 1x1 conv, C5) are a torchvision
+  MobileNetV3 split in two: put back together, the torchvision MobileNetV3 converter
+  maps them to ``backbone.layers.*`` (our ``expansion_indices=(c4, )`` and
+  ``out_indices=(N + 1, )`` tap C4 and C5);
+- ``backbone.extra.i`` (1x1 + BN + ReLU6, dw 3x3 stride 2 + BN + ReLU6, 1x1 + BN +
+  ReLU6) is ``neck.extra_layers.i`` of mmdet's ``SSDNeck`` with ``use_depthwise``
+  (a 1x1 ``ConvModule``, then a ``DepthwiseSeparableConvModule``);
+- ``head.classification_head.module_list.l`` and ``head.regression_head.module_list.l``
+  (dw 3x3 + BN + ReLU6, then a 1x1 conv with bias) are ``bbox_head.cls_convs.l`` and
+  ``bbox_head.reg_convs.l`` of mmdet's ``SSDHead`` with ``use_depthwise`` (a dw
+  ``ConvModule``, then a 1x1 ``nn.Conv2d``).
 
 The class conv is the one place where tensors change: torchvision predicts 91 logits
 per anchor (0 = background, 1..90 = COCO category ids, 10 of them unused "N/A"), mmdet
@@ -24,16 +22,18 @@ per anchor (0 = background, 1..90 = COCO category ids, 10 of them unused "N/A"),
 (``mmdet.datasets.CocoDataset``). Both lay the channels out anchor-major
 (``anchor * num_classes + class``: torchvision's ``SSDScoringHead`` views ``(N, A, K, H,
 W)``, mmdet's ``_predict_by_feat_single`` reshapes ``(H, W, A * K)`` to ``(H * W * A,
-K)``), so output channel ``a * 81 + j`` of ours is channel ``a * 91 + COCO_CATEGORY_IDS[j]``
-of torchvision's (``a * 91 + 0`` for ``j = 80``, the background). Softmax over our 81
-logits equals torchvision's over 91 up to the dropped N/A logits, which a trained model
-drives to very negative values (COCO has no N/A boxes).
+K)``), so output channel ``a * 81 + j`` of ours is channel
+``a * 91 + COCO_CATEGORY_IDS[j]`` of torchvision's (``a * 91 + 0`` for ``j = 80``, the
+background). Softmax over our 81 logits equals torchvision's over 91 up to the dropped
+N/A logits, which a trained model drives to very negative values (COCO has no N/A
+boxes).
 
 The box deltas need nothing: torchvision's ``BoxCoder(weights=(10, 10, 5, 5))`` divides
-(dx, dy, dw, dh) by the weights, mmdet's ``DeltaXYWHBBoxCoder(target_stds=(0.1, 0.1, 0.2,
-0.2))`` multiplies by the stds, in the same order, with the same ``log(1000 / 16)``
-clamp of dw, dh. The default boxes are our ``SSDLiteAnchorGenerator`` with
-``reduce_lowest_level=False`` (6 per location on every level, torchvision's order).
+(dx, dy, dw, dh) by the weights, mmdet's ``DeltaXYWHBBoxCoder`` with ``target_stds=(0.1,
+0.1, 0.2, 0.2)`` multiplies by the stds, in the same order, with the same
+``log(1000 / 16)`` clamp of dw, dh. The default boxes are our ``SSDLiteAnchorGenerator``
+with ``reduce_lowest_level=False`` (6 per location on every level, torchvision's
+order).
 """
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -95,7 +95,8 @@ class SSDLiteConversionInfo:
 
     @property
     def arch(self) -> str:
-        """The source model, as torchvision names it."""
+        """The source model, named as torchvision's builder (which exists for the large
+        backbone only)."""
         return f'ssdlite320_mobilenet_v3_{self.backbone.get("arch")}'
 
     @property
@@ -132,26 +133,26 @@ def _check_is_ssdlite(state_dict: StateDict) -> None:
             k.startswith('backbone.features.0.') for k in state_dict):
         return
     tops = sorted({k.split('.')[0] for k in state_dict})
+    others = [k for k in state_dict if not k.startswith(_SOURCE_PREFIXES)]
     hint = ''
     if any(k.startswith('features.') for k in state_dict):
         hint = (' It looks like a torchvision MobileNet classifier: convert it with '
-                'tools/model_converters/torchvision_mobilenet.py (convert_torchvision).')
-    others = sorted({k.split('.module_list')[0].rsplit('.', 1)[0] if '.' in k else k
-                     for k in state_dict if not k.startswith(_SOURCE_PREFIXES)})
+                'tools/model_converters/torchvision_mobilenet.py.')
     raise ValueError(
         'not a torchvision SSDLite state dict: expected only keys under '
         f'{", ".join(p.rstrip(".") for p in _SOURCE_PREFIXES)} (as '
         'ssdlite320_mobilenet_v3_large().state_dict() has), got keys under '
-        f'{tops}' + (f' (e.g. {others[:3]})' if others else '') + '.' + hint)
+        f'{tops}' + (f', e.g. {others[:3]}' if others else '') + '.' + hint)
 
 
 def split_backbone(state_dict: StateDict) -> Tuple[StateDict, Dict[str, str], int]:
     """Rebuild the torchvision ``MobileNetV3.features`` keys from SSDLite's split.
 
-    ``backbone.features.0.{j}`` (j < c4) is ``features.{j}``, ``backbone.features.0.
-    {c4}`` is ``features.{c4}.block.0`` (the C4 expansion), ``backbone.features.1.0.{m}``
-    is ``features.{c4}.block.{m}`` (nn.Sequential slicing keeps the indices) and
-    ``backbone.features.1.{n}`` (n >= 1) is ``features.{c4 + n}``.
+    ``backbone.features.0.{j}`` (j < c4) is ``features.{j}``,
+    ``backbone.features.0.{c4}`` is ``features.{c4}.block.0`` (the C4 expansion),
+    ``backbone.features.1.0.{m}`` is ``features.{c4}.block.{m}`` (nn.Sequential slicing
+    keeps the indices) and ``backbone.features.1.{n}`` (n >= 1) is
+    ``features.{c4 + n}``.
 
     Returns:
         tuple: The MobileNetV3 state dict, its key -> SSDLite source key, and ``c4``.
@@ -159,18 +160,18 @@ def split_backbone(state_dict: StateDict) -> Tuple[StateDict, Dict[str, str], in
     parts = child_indices(state_dict, 'backbone.features.')
     if parts != [0, 1]:
         raise ValueError(f'backbone.features has parts {parts}; torchvision\'s SSDLite '
-                         'feature extractor has 2 (up to the C4 expansion, and the rest)')
+                         'feature extractor has 2 (up to the C4 expansion, the rest)')
     first = child_indices(state_dict, 'backbone.features.0.')
     check_contiguous(first, 'the children of backbone.features.0')
     c4 = first[-1]
     if f'backbone.features.0.{c4}.0.weight' not in state_dict or any(
             k.startswith(f'backbone.features.0.{c4}.block.') for k in state_dict):
-        raise ValueError(f'backbone.features.0.{c4} should be the expansion conv + BN of '
-                         'the C4 block (torchvision\'s SSDLite taps C4 there), but it is '
-                         'not a single conv + BN')
+        raise ValueError(f'backbone.features.0.{c4} should be the expansion conv + BN '
+                         'of the C4 block (torchvision\'s SSDLite taps C4 there), but '
+                         'it is not a single conv + BN')
     rest = child_indices(state_dict, 'backbone.features.1.')
     check_contiguous(rest, 'the children of backbone.features.1')
-    if not rest or f'backbone.features.1.0.1.0.weight' not in state_dict:
+    if not rest or 'backbone.features.1.0.1.0.weight' not in state_dict:
         raise ValueError('backbone.features.1.0 should be the rest of the C4 block '
                          '(depthwise conv first, at index 1), but has no '
                          'backbone.features.1.0.1.0.weight')
@@ -208,7 +209,8 @@ def _num_levels(state_dict: StateDict, prefix: str) -> int:
 
 def _select_classes(tensor: Tensor, num_anchors: int, num_source: int,
                     index: Tensor) -> Tensor:
-    """Channels ``a * num_source + index[j]`` -> ``a * len(index) + j`` (anchor-major)."""
+    """Channels ``a * num_source + index[j]`` -> ``a * len(index) + j``: both
+    anchor-major."""
     per_anchor = tensor.reshape(num_anchors, num_source, *tensor.shape[1:])
     return per_anchor[:, index].reshape(num_anchors * len(index), *tensor.shape[1:])
 
@@ -245,16 +247,16 @@ def convert_torchvision_ssdlite(state_dict: StateDict, *,
     _check_is_ssdlite(state_dict)
     source_eps = TORCHVISION_EPS['MobileNetV3']
 
-    # -- the backbone: the torchvision MobileNetV3 converter -----------------------------
+    # -- the backbone: the torchvision MobileNetV3 converter ---------------------------
     features, back, c4 = split_backbone(state_dict)
     if not any('.block.' in k for k in features):
-        raise ValueError('the backbone is not a torchvision MobileNetV3 (its blocks have '
-                         'no ".block"): only MobileNetV3 SSDLite is supported')
+        raise ValueError('the backbone is not a torchvision MobileNetV3 (its blocks '
+                         'have no ".block"): only MobileNetV3 SSDLite is supported')
     try:
         mbv3, mbv3_info = convert_torchvision(features, with_head=False,
                                               target_eps=target_eps, return_info=True)
     except ValueError as e:
-        raise ValueError(f'the SSDLite backbone (backbone.features, read as torchvision '
+        raise ValueError('the SSDLite backbone (backbone.features, read as torchvision '
                          f'MobileNetV3 features.*) does not convert: {e}') from e
     if not mbv3_info.arch.startswith('mobilenet_v3'):
         raise ValueError(f'the SSDLite backbone matches {mbv3_info.arch}, not a '
@@ -263,7 +265,7 @@ def convert_torchvision_ssdlite(state_dict: StateDict, *,
     out = dict(mbv3)
     key_map = {k: back.get(v, v) for k, v in mbv3_info.key_map.items()}
 
-    # -- the extra layers: mmdet's SSDNeck -----------------------------------------------
+    # -- the extra layers: mmdet's SSDNeck ---------------------------------------------
     w = _Writer(state_dict, source_eps, target_eps)
     num_extra = _num_levels(state_dict, 'backbone.extra.')
     extra_channels = []
@@ -278,27 +280,27 @@ def convert_torchvision_ssdlite(state_dict: StateDict, *,
         w.conv_bn(f'{dst}.1.pointwise_conv', _conv_bn(f'{src}.2'))
         extra_channels.append(w.get(f'{src}.2.1.running_mean').shape[0])
 
-    # -- the heads: mmdet's SSDHead (use_depthwise) --------------------------------------
+    # -- the heads: mmdet's SSDHead (use_depthwise) ------------------------------------
     cls_prefix = 'head.classification_head.module_list.'
     reg_prefix = 'head.regression_head.module_list.'
     num_levels = _num_levels(state_dict, cls_prefix)
-    if _num_levels(state_dict, reg_prefix) != num_levels or num_levels != 2 + num_extra:
-        raise ValueError(f'{num_levels} classification and '
-                         f'{_num_levels(state_dict, reg_prefix)} regression head levels '
-                         f'for 2 backbone + {num_extra} extra feature maps')
+    num_reg_levels = _num_levels(state_dict, reg_prefix)
+    if num_reg_levels != num_levels or num_levels != 2 + num_extra:
+        raise ValueError(f'{num_levels} classification and {num_reg_levels} regression '
+                         f'head levels for 2 backbone + {num_extra} extra feature maps')
     num_source = None
     for level in range(num_levels):
         reg = w.get(f'{reg_prefix}{level}.1.weight')
         cls = w.get(f'{cls_prefix}{level}.1.weight')
         if reg.shape[0] != 4 * NUM_ANCHORS:
             raise ValueError(
-                f'{reg_prefix}{level}.1 predicts {reg.shape[0]} box deltas per location, '
-                f'{reg.shape[0] / 4:g} anchors; torchvision\'s SSDLite (and our '
-                f'SSDLiteAnchorGenerator with reduce_lowest_level=False) has '
+                f'{reg_prefix}{level}.1 predicts {reg.shape[0]} box deltas per '
+                f'location, {reg.shape[0] / 4:g} anchors; torchvision\'s SSDLite (and '
+                'our SSDLiteAnchorGenerator with reduce_lowest_level=False) has '
                 f'{NUM_ANCHORS} on every level')
         if cls.shape[0] % NUM_ANCHORS:
-            raise ValueError(f'{cls_prefix}{level}.1 has {cls.shape[0]} channels, not a '
-                             f'multiple of {NUM_ANCHORS} anchors')
+            raise ValueError(f'{cls_prefix}{level}.1 has {cls.shape[0]} channels, not '
+                             f'a multiple of {NUM_ANCHORS} anchors')
         level_classes = cls.shape[0] // NUM_ANCHORS
         if num_source not in (None, level_classes):
             raise ValueError(f'{cls_prefix}{level}.1 predicts {level_classes} classes, '
@@ -320,7 +322,8 @@ def convert_torchvision_ssdlite(state_dict: StateDict, *,
                          f'(0 is the background), got {class_ids}')
     index = torch.tensor(class_ids + (0, ))  # our background last
     for level in range(num_levels):
-        for head_src, head_dst in ((cls_prefix, 'cls_convs'), (reg_prefix, 'reg_convs')):
+        for head_src, head_dst in ((cls_prefix, 'cls_convs'),
+                                   (reg_prefix, 'reg_convs')):
             src, dst = f'{head_src}{level}', f'bbox_head.{head_dst}.{level}'
             w.conv_bn(f'{dst}.0', _conv_bn(f'{src}.0'))
             if head_dst == 'reg_convs':
@@ -339,13 +342,14 @@ def convert_torchvision_ssdlite(state_dict: StateDict, *,
                                  tuple(extra_channels), class_ids, key_map=key_map)
     if class_ids == COCO_CATEGORY_IDS and num_source == 91:
         info.notes.append('The 91 torchvision COCO labels are mapped to the 80 mmdet '
-                          'COCO classes (background last); the 10 unused N/A labels are '
-                          'dropped.')
+                          'COCO classes (background last); the 10 unused N/A labels '
+                          'are dropped.')
     if info.config is None:
         info.notes.append(
-            f'No config here builds this exact model; start from '
-            f'{TORCHVISION_SSDLITE_CONFIG} with model.backbone={format_cfg(info.backbone_cfg)}'
-            f', model.neck.extra_channels={info.extra_channels}, '
+            'No config here builds this exact model; start from '
+            f'{TORCHVISION_SSDLITE_CONFIG} with '
+            f'model.backbone={format_cfg(info.backbone_cfg)}, '
+            f'model.neck.extra_channels={info.extra_channels}, '
             f'model.bbox_head.num_classes={info.num_classes}.')
     if source_eps != target_eps:
         info.notes.append(f'The source BN eps {source_eps:g} is folded into the BN '

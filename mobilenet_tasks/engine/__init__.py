@@ -1,3 +1,4 @@
-from .runner_setup import apply_common_options
+from .runner_setup import (add_common_arguments, apply_common_options,
+                           parse_args_with_local_rank)
 
-__all__ = ['apply_common_options']
+__all__ = ['add_common_arguments', 'apply_common_options', 'parse_args_with_local_rank']

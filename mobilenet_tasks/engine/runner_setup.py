@@ -1,9 +1,28 @@
 """Turning command-line options into a Runner config: shared by tools/train.py and
 tools/test.py, for our configs and for any mmdet/mmseg/mmpretrain config."""
+import argparse
+import os
 import os.path as osp
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options tools/train.py and tools/test.py share, as OpenMMLab tools name them."""
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of the config, key=value')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_args_with_local_rank(parser: argparse.ArgumentParser):
+    """Parse, and export LOCAL_RANK as torch.distributed.launch users expect."""
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
 
 
 def apply_common_options(cfg: Config, args, config_path: str) -> Config:

@@ -179,11 +179,14 @@ class InvertedResidual(nn.Module):
 class BaseMobileNet(BaseModule):
     """A MobileNet-family backbone built from a list of :class:`BlockSpec`.
 
-    Subclasses give the architecture: ``_stem_channels``, ``_block_specs`` (with width
-    and the reduced tail applied), ``_last_channels`` and the default activation. This
-    class adds the output stride, feature taps, freezing and checkpointing.
+    Subclasses give the architecture: ``stem`` (channels of the stem at width 1),
+    ``widen_range``, ``_block_specs`` (with width and the reduced tail applied),
+    ``_last_channels`` and the default activation. This class adds the width check,
+    the output stride, feature taps, freezing and checkpointing.
 
     Args:
+        widen_factor (float): Width multiplier, within the class's ``widen_range``;
+            channels are rounded with :func:`make_divisible`.
         out_indices (Sequence[int]): Layers whose outputs are returned: 0 is the stem,
             1..N the blocks, N+1 the final 1x1 conv (where there is one).
             Default: the last layer.
@@ -205,12 +208,15 @@ class BaseMobileNet(BaseModule):
             ``model.pretrained``: set ``model.pretrained=None`` when swapping in ours.
     """
     # Subclasses set these.
+    stem: int = 32
+    widen_range: Tuple[float, float] = (0.35, 1.4)
     default_act_cfg: dict = dict(type='ReLU')
     se_gate: str = 'hsigmoid'
     stem_act: str = 'act'
     last_act: str = 'act'
 
     def __init__(self,
+                 widen_factor: float = 1.0,
                  out_indices: Optional[Sequence[int]] = None,
                  expansion_indices: Sequence[int] = (),
                  output_stride: int = 32,
@@ -235,6 +241,11 @@ class BaseMobileNet(BaseModule):
                 dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
             ]
         super().__init__(init_cfg=init_cfg)
+        low, high = self.widen_range
+        if not low <= widen_factor <= high:
+            raise ValueError(
+                f'widen_factor must be in [{low}, {high}], got {widen_factor!r}')
+        self.widen_factor = widen_factor
         if output_stride not in (8, 16, 32):
             raise ValueError(
                 f'output_stride must be 8, 16 or 32, got {output_stride!r}')
@@ -295,8 +306,12 @@ class BaseMobileNet(BaseModule):
         self._freeze_stages()
 
     # -- architecture hooks -------------------------------------------------------------
+    def _width(self, channels: float) -> int:
+        """``channels`` times ``widen_factor``, rounded to a multiple of 8."""
+        return make_divisible(channels * self.widen_factor, 8)
+
     def _stem_channels(self) -> int:
-        raise NotImplementedError
+        return self._width(self.stem)
 
     def _block_specs(self) -> List[BlockSpec]:
         raise NotImplementedError

@@ -50,16 +50,9 @@ class MnasNet(BaseMobileNet):
 
     def __init__(self, widen_factor: float = 1.0, reduced_tail: bool = False,
                  scale_last_conv: bool = False, **kwargs):
-        if not 0.35 <= widen_factor <= 1.4:
-            raise ValueError(
-                f'widen_factor must be in [0.35, 1.4], got {widen_factor!r}')
-        self.widen_factor = widen_factor
         self.reduced_tail = reduced_tail
         self.scale_last_conv = scale_last_conv
-        super().__init__(**kwargs)
-
-    def _stem_channels(self) -> int:
-        return make_divisible(32 * self.widen_factor, 8)
+        super().__init__(widen_factor=widen_factor, **kwargs)
 
     def _block_specs(self) -> List[BlockSpec]:
         specs, in_channels = [], self._stem_channels()
@@ -67,7 +60,7 @@ class MnasNet(BaseMobileNet):
             for i in range(stage.n):
                 index = len(specs) + 1
                 out = stage.c // 2 if self.reduced_tail and index >= C4_BLOCK else stage.c
-                out = make_divisible(out * self.widen_factor, 8)
+                out = self._width(out)
                 sep = stage.op == 'SepConv'
                 expand = in_channels if sep else make_divisible(in_channels * stage.e, 8)
                 specs.append(BlockSpec(

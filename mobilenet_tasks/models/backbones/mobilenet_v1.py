@@ -3,7 +3,7 @@ Applications", 2017)."""
 from typing import List, NamedTuple
 
 from mobilenet_tasks.registry import MODELS
-from .base_mobilenet import BaseMobileNet, BlockSpec, make_divisible
+from .base_mobilenet import BaseMobileNet, BlockSpec
 
 
 class SepConv(NamedTuple):
@@ -40,22 +40,16 @@ class MobileNetV1(BaseMobileNet):
         **kwargs: See :class:`BaseMobileNet`; ``act_cfg`` defaults to ReLU6 (the TF
             reference). V1 has no expansion layers, so ``expansion_indices`` is empty.
     """
+    widen_range = (0.25, 1.25)
     default_act_cfg = dict(type='ReLU6')
 
     def __init__(self, widen_factor: float = 1.0, **kwargs):
-        if not 0.25 <= widen_factor <= 1.25:
-            raise ValueError(
-                f'widen_factor must be in [0.25, 1.25], got {widen_factor!r}')
-        self.widen_factor = widen_factor
-        super().__init__(**kwargs)
-
-    def _stem_channels(self) -> int:
-        return make_divisible(32 * self.widen_factor, 8)
+        super().__init__(widen_factor=widen_factor, **kwargs)
 
     def _block_specs(self) -> List[BlockSpec]:
         specs, in_channels = [], self._stem_channels()
         for row in LAYERS:
-            out = make_divisible(row.c * self.widen_factor, 8)
+            out = self._width(row.c)
             specs.append(BlockSpec(
                 in_channels=in_channels, expand_channels=in_channels,
                 out_channels=out, kernel_size=3, stride=row.s,

@@ -16,14 +16,14 @@ class Bneck(NamedTuple):
 
 
 class MobileNetV3Arch(NamedTuple):
-    stem: int  # channels of the 3x3 stride-2 stem (h-swish)
     blocks: List[Bneck]
     c4: int  # the block whose expansion is SSDLite's C4 (output stride 16)
 
 
+# The stem is a 3x3 stride-2 conv with 16 channels and h-swish in both.
 ARCHS = {
     # Table 1. The last conv is 6x the last block's output (960), h-swish.
-    'large': MobileNetV3Arch(stem=16, c4=13, blocks=[
+    'large': MobileNetV3Arch(c4=13, blocks=[
         # kernel, exp, out, se, nl, s
         Bneck(3, 16, 16, False, 'RE', 1),
         Bneck(3, 64, 24, False, 'RE', 2),  # os=4
@@ -42,7 +42,7 @@ ARCHS = {
         Bneck(5, 960, 160, True, 'HS', 1),
     ]),
     # Table 2. The last conv is 6x the last block's output (576), h-swish.
-    'small': MobileNetV3Arch(stem=16, c4=9, blocks=[
+    'small': MobileNetV3Arch(c4=9, blocks=[
         # kernel, exp, out, se, nl, s
         Bneck(3, 16, 16, True, 'RE', 2),  # os=4
         Bneck(3, 72, 24, False, 'RE', 2),  # os=8
@@ -86,6 +86,8 @@ class MobileNetV3(BaseMobileNet):
         >>> m.out_channels, m.strides
         ((672, 960), (16, 32))
     """
+    stem = 16
+    widen_range = (0.35, 1.25)
     default_act_cfg = dict(type='HSwish')
     se_gate = 'hsigmoid'
     arch_settings = ARCHS
@@ -95,24 +97,14 @@ class MobileNetV3(BaseMobileNet):
         if arch not in self.arch_settings:
             raise ValueError(f'arch must be one of {sorted(self.arch_settings)}, '
                              f'got {arch!r}')
-        if not 0.35 <= widen_factor <= 1.25:
-            raise ValueError(
-                f'widen_factor must be in [0.35, 1.25], got {widen_factor!r}')
         self.arch = arch
-        self.widen_factor = widen_factor
         self.reduced_tail = reduced_tail
-        super().__init__(**kwargs)
-
-    def _width(self, channels: float) -> int:
-        return make_divisible(channels * self.widen_factor, 8)
-
-    def _stem_channels(self) -> int:
-        return self._width(self.arch_settings[self.arch].stem)
+        super().__init__(widen_factor=widen_factor, **kwargs)
 
     def _block_specs(self) -> List[BlockSpec]:
         arch = self.arch_settings[self.arch]
         divider = 2 if self.reduced_tail else 1
-        specs, in_channels, table_in = [], self._stem_channels(), arch.stem
+        specs, in_channels, table_in = [], self._stem_channels(), self.stem
         for index, row in enumerate(arch.blocks, start=1):
             # The TF reference (and timm) expand by a ratio of the block's *rounded*
             # input channels; the table's "exp size" is that ratio at width 1.0.
