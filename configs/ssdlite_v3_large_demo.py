@@ -12,10 +12,10 @@ data_root = 'data/demo_coco/'
 metainfo = dict(
     classes=('circle', 'square', 'triangle', 'star'),
     palette=[(220, 20, 60), (0, 120, 255), (0, 170, 60), (250, 170, 30)])
-batch_size = 16
-max_iters = 1000
-val_interval = 500
-lr = 2e-3
+batch_size = 8  # more, smaller steps learn faster from scratch than batch 16
+max_iters = 800  # about 6.5 minutes on 2 idle cores (0.45-0.5 s an iteration)
+val_interval = 800
+lr = 4e-3  # AdamW; 8e-3 and batch 16 at 2e-3 both learned less in the same time
 
 model = dict(
     bbox_head=dict(
@@ -52,7 +52,7 @@ train_dataloader = dict(
         filter_cfg=dict(filter_empty_gt=True, min_size=0),
         pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=16,
+    batch_size=8,
     num_workers=2,
     persistent_workers=True,
     dataset=dict(

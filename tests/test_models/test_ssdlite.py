@@ -1,4 +1,6 @@
 """SSDLite on mmdet: anchors, the predict fix, channels read from the backbone."""
+from pathlib import Path
+
 import pytest
 import torch
 from mmdet.models.dense_heads import SSDHead
@@ -12,6 +14,7 @@ from mobilenet_tasks.models.task_modules import SSDLiteAnchorGenerator
 from mobilenet_tasks.registry import MODELS
 from mobilenet_tasks.utils.config import build_model
 
+ROOT = Path(__file__).resolve().parents[2]
 SIZES = [(20, 20), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)]
 
 
@@ -73,7 +76,7 @@ def test_stock_ssd_head_cannot_predict_ours_can():
 
 def test_ssdlite_reads_channels_from_backbone():
     init_default_scope('mmdet')
-    model = build_model('configs/ssdlite_v3_small_reduced_coco.py')
+    model = build_model(str(ROOT / 'configs/ssdlite_v3_small_reduced_coco.py'))
     assert model.backbone.out_channels == (288, 288)
     assert model.bbox_head.in_channels == (288, 288, 512, 256, 256, 128)
     assert model.bbox_head.num_base_priors == [3, 6, 6, 6, 6, 6]
@@ -94,31 +97,45 @@ def test_ssdlite_rejects_channels_that_disagree():
 
 
 def _batch(size=320, n=2):
+    box = size / 320
     samples = []
     for _ in range(n):
         ds = DetDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
                                          pad_shape=(size, size), scale_factor=(1., 1.)))
-        ds.gt_instances = InstanceData(
-            bboxes=torch.tensor([[30., 40., 150., 200.], [180., 100., 300., 280.]]),
-            labels=torch.tensor([3, 7]))
+        ds.gt_instances = InstanceData(  # labels valid for the 4-class demo too
+            bboxes=torch.tensor([[30., 40., 150., 200.], [180., 100., 300., 280.]]) * box,
+            labels=torch.tensor([3, 1]))
         samples.append(ds)
     inputs = [torch.randint(0, 255, (3, size, size), dtype=torch.uint8) for _ in range(n)]
     return dict(inputs=inputs, data_samples=samples)
 
 
-def test_loss_and_predict_step():
+DETECTION_CONFIGS = sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / 'configs').glob('ssdlite_*.py'))
+
+
+def test_every_table_6_row_is_covered():
+    assert len([c for c in DETECTION_CONFIGS if c.endswith('_coco.py')]) >= 11
+
+
+@pytest.mark.parametrize('config', DETECTION_CONFIGS)
+def test_loss_and_predict_step(config):
     from mmengine.optim import OptimWrapper
-    model = build_model('configs/ssdlite_v3_large_coco.py')
+    model = build_model(str(ROOT / config))
+    size = model.bbox_head.prior_generator.input_size[0]
     optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
     model.train()
     before = model.bbox_head.cls_convs[0][1].weight.clone()
-    losses = model.train_step(_batch(), optim)
+    losses = model.train_step(_batch(size), optim)
     assert set(losses) == {'loss', 'loss_cls', 'loss_bbox'}
     assert all(torch.isfinite(v) for v in losses.values())
     assert not torch.equal(before, model.bbox_head.cls_convs[0][1].weight)
     model.eval()
-    results = model.test_step(_batch())
+    model.bbox_head.test_cfg.score_thr = 0.0  # an untrained head scores low
+    results = model.test_step(_batch(size))
     assert len(results) == 2
     pred = results[0].pred_instances
-    assert pred.bboxes.shape == (len(pred), 4) and 0 < len(pred) <= 300
-    assert (pred.bboxes >= 0).all() and (pred.bboxes <= 320).all()
+    assert pred.bboxes.shape == (len(pred), 4) and 0 < len(pred)
+    assert len(pred) <= model.bbox_head.test_cfg.max_per_img
+    assert (pred.bboxes >= 0).all() and (pred.bboxes <= size).all()
+    assert (pred.labels < model.bbox_head.num_classes).all()

@@ -12,6 +12,8 @@ import os
 import os.path as osp
 import time
 
+from mmengine.config import DictAction
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'ssdlite_v3_large_demo.py')
 
@@ -24,6 +26,8 @@ def parse_args():
     parser.add_argument('--data-root', default=osp.join(ROOT, 'data', 'demo_coco'))
     parser.add_argument('--threads', type=int, default=os.cpu_count(),
                         help='torch threads (default: all cores)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of the demo config, key=value')
     return parser.parse_args()
 
 
@@ -44,6 +48,8 @@ def main():
           f'({"reused" if summary["reused"] else "generated"})')
 
     cfg = Config.fromfile(CONFIG)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     root = args.data_root.rstrip('/') + '/'
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = root
