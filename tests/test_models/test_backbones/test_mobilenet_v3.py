@@ -185,7 +185,7 @@ def test_norm_cfg_eps():
 
 
 def test_build_from_registry_and_init_weights():
-    model = MODELS.build(dict(type='MobileNetV3', arch='small'))
+    model = MODELS.build(dict(type='mobilenet_tasks.MobileNetV3', arch='small'))
     model.init_weights()
     bn = model.layers[0].bn
     assert torch.all(bn.weight == 1)
