@@ -1,0 +1,117 @@
+"""Cityscapes polygons -> ``*_gtFine_labelTrainIds.png``, as mmseg's converter does it.
+
+    from mobilenet_tasks.datasets.cityscapes_convert import convert_cityscapes
+    convert_cityscapes('data/cityscapes', nproc=4)
+
+Every ``gtFine/**/*_gtFine_polygons.json`` under the root becomes a
+``*_gtFine_labelTrainIds.png`` next to it, drawn by cityscapesscripts'
+``json2labelImg(json, png, 'trainIds')`` (the converter of the official scripts and of
+mmseg's ``tools/dataset_converters/cityscapes.py``). Label maps newer than their json are
+kept. Like mmseg's converter it then writes ``<root>/{train,val,test}.txt`` (one
+``<city>/<name>`` per line, for the splits present).
+"""
+import os
+from multiprocessing import Pool
+from pathlib import Path
+from typing import List, Tuple, Union
+
+__all__ = [
+    'POLYGON_SUFFIX', 'LABEL_SUFFIX', 'convert_cityscapes', 'convert_json_to_label'
+]
+
+POLYGON_SUFFIX = '_gtFine_polygons.json'
+LABEL_SUFFIX = '_gtFine_labelTrainIds.png'
+SPLIT_NAMES = ('train', 'val', 'test')
+_DEMO_HINT = 'python tools/dataset_converters/make_demo_cityscapes.py --out {root}'
+
+
+def _label_path(json_file: Path) -> Path:
+    return json_file.with_name(json_file.name[:-len(POLYGON_SUFFIX)] + LABEL_SUFFIX)
+
+
+def convert_json_to_label(json_file: Union[str, os.PathLike]) -> str:
+    """Write the trainId label map of one polygon json (atomically); returns its path."""
+    from cityscapesscripts.preparation.json2labelImg import json2labelImg
+
+    json_file = Path(json_file)
+    out = _label_path(json_file)
+    tmp = out.with_name(f'.{out.stem}.tmp-{os.getpid()}.png')
+    try:
+        json2labelImg(str(json_file), str(tmp), 'trainIds')
+    except SystemExit:  # cityscapesscripts exits on an unknown label
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f'{json_file}: cityscapesscripts could not convert it (unknown '
+                         'label? see the message above)') from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out)
+    return str(out)
+
+
+def _find(root: Path) -> Tuple[Path, List[Path]]:
+    gt_dir = root / 'gtFine'
+    if not gt_dir.is_dir():
+        raise FileNotFoundError(
+            f'no gtFine folder in the Cityscapes root {root} (looked for {gt_dir}). Get '
+            'Cityscapes from https://www.cityscapes-dataset.com/downloads/ '
+            '(gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip, unzipped into '
+            'the root), or make the small synthetic demo tree with: '
+            f'{_DEMO_HINT.format(root=root)}'
+        )
+    files = sorted(gt_dir.rglob(f'*{POLYGON_SUFFIX}'))
+    if not files:
+        raise FileNotFoundError(f'no *{POLYGON_SUFFIX} under {gt_dir}: is {root} a '
+                                'Cityscapes root (gtFine/{train,val,test}/<city>/...)?')
+    return gt_dir, files
+
+
+def _up_to_date(json_file: Path) -> bool:
+    try:
+        return _label_path(json_file).stat().st_mtime_ns >= json_file.stat().st_mtime_ns
+    except FileNotFoundError:
+        return False
+
+
+def convert_cityscapes(root: Union[str, os.PathLike], nproc: int = 1) -> int:
+    """Convert the polygons under ``root/gtFine`` to trainId label maps.
+
+    Args:
+        root: the Cityscapes root (holding ``gtFine`` and ``leftImg8bit``).
+        nproc: worker processes (1: in this process).
+
+    Returns:
+        int: how many label maps were written (up-to-date ones are skipped).
+
+    Raises:
+        FileNotFoundError: no ``gtFine`` folder or no polygon json in it.
+        ValueError: bad ``nproc``, or a json cityscapesscripts cannot convert.
+    """
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f'nproc must be an integer >= 1, got {nproc!r}')
+    root = Path(root).absolute()
+    gt_dir, files = _find(root)
+    todo = [f for f in files if not _up_to_date(f)]
+    if nproc > 1 and len(todo) > 1:
+        with Pool(min(nproc, len(todo))) as pool:
+            pool.map(convert_json_to_label,
+                     todo,
+                     chunksize=max(1,
+                                   len(todo) // (4 * nproc)))
+    else:
+        for f in todo:
+            convert_json_to_label(f)
+
+    # split lists as mmseg's converter writes them: <city>/<name> per line
+    for split in SPLIT_NAMES:
+        split_dir = gt_dir / split
+        if not split_dir.is_dir():
+            continue
+        names = sorted(
+            str(f.relative_to(split_dir))[:-len(POLYGON_SUFFIX)]
+            for f in split_dir.rglob(f'*{POLYGON_SUFFIX}'))
+        text = ''.join(f'{name}\n' for name in names)
+        list_file = root / f'{split}.txt'
+        if not list_file.is_file() or list_file.read_text() != text:
+            list_file.write_text(text)
+    return len(todo)
