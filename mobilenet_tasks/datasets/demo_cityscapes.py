@@ -29,11 +29,8 @@ arguments give the same PNG bytes and byte-identical json, and the val set does 
 on ``num_train``.
 """
 import colorsys
-import glob
 import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -41,7 +38,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .demo_coco import _check_int, _lock, image_rng
+from .demo_coco import _check_int, image_rng
+from .generated import publish_generated
 
 __all__ = [
     'DEMO_CITYSCAPES_LABELS', 'DEMO_CITYSCAPES_VERSION', 'CITYSCAPES_MANIFEST_NAME',
@@ -519,19 +517,7 @@ def _write_split(root: Path, split: str, num: int, args: Dict) -> Dict:
                 train_id_pixels=train_id_pixels)
 
 
-def _read_manifest(out_dir: Path) -> Optional[Dict]:
-    try:
-        with open(out_dir / CITYSCAPES_MANIFEST_NAME) as f:
-            manifest = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) else None
-
-
-def _is_complete(out_dir: Path, manifest: Optional[Dict], args: Dict) -> bool:
-    if (manifest is None or manifest.get('version') != DEMO_CITYSCAPES_VERSION
-            or manifest.get('args') != args):
-        return False
+def _files_complete(out_dir: Path, args: Dict) -> bool:
     for split in SPLITS:
         num = args[f'num_{split}']
         for kind, suffix in (('leftImg8bit', '_leftImg8bit.png'),
@@ -582,49 +568,17 @@ def make_demo_cityscapes(out_dir: Union[str, os.PathLike],
     """
     args = _check_args(num_train, num_val, image_size, seed)
     out_dir = Path(out_dir).absolute()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(out_dir) as locked:
-        manifest = _read_manifest(out_dir)
-        if _is_complete(out_dir, manifest, args):
-            return _summary(out_dir, manifest, reused=True)
-        if out_dir.exists():
-            if not out_dir.is_dir():
-                raise FileExistsError(f'{out_dir} exists and is not a directory')
-            if manifest is None and any(out_dir.iterdir()):
-                raise FileExistsError(
-                    f'{out_dir} is not empty and holds no '
-                    f'{CITYSCAPES_MANIFEST_NAME}: not replacing it with the demo set; '
-                    'choose another directory or remove it')
-        if locked:  # leftovers of an interrupted run
-            for kind in ('tmp', 'old'):
-                pattern = f'.{glob.escape(out_dir.name)}.{kind}-*'
-                for stale in out_dir.parent.glob(pattern):
-                    shutil.rmtree(stale, ignore_errors=True)
-        tmp = out_dir.parent / f'.{out_dir.name}.tmp-{uuid.uuid4().hex[:12]}'
-        tmp.mkdir()
-        try:
-            splits = {
-                split: _write_split(tmp, split, args[f'num_{split}'], args)
-                for split in SPLITS
-            }
-            manifest = dict(generator='mobilenet_tasks.datasets.demo_cityscapes',
-                            version=DEMO_CITYSCAPES_VERSION,
-                            args=args,
-                            labels=list(DEMO_CITYSCAPES_LABELS),
-                            cities={s: list(CITIES[s])
-                                    for s in SPLITS},
-                            splits=splits)
-            with open(tmp / CITYSCAPES_MANIFEST_NAME, 'w') as f:
-                json.dump(manifest, f, indent=2)
-                f.write('\n')
-            old = None
-            if out_dir.exists():
-                old = out_dir.parent / f'.{out_dir.name}.old-{uuid.uuid4().hex[:8]}'
-                os.rename(out_dir, old)
-            os.rename(tmp, out_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return _summary(out_dir, manifest, reused=False)
+
+    def write(tmp: Path) -> Dict:
+        splits = {
+            split: _write_split(tmp, split, args[f'num_{split}'], args)
+            for split in SPLITS
+        }
+        return dict(generator='mobilenet_tasks.datasets.demo_cityscapes',
+                    labels=list(DEMO_CITYSCAPES_LABELS),
+                    cities={s: list(CITIES[s]) for s in SPLITS}, splits=splits)
+
+    manifest, reused = publish_generated(
+        out_dir, CITYSCAPES_MANIFEST_NAME, DEMO_CITYSCAPES_VERSION, args,
+        lambda d: _files_complete(d, args), write)
+    return _summary(out_dir, manifest, reused=reused)

@@ -22,18 +22,16 @@ Determinism: image ``index`` of split ``split`` is drawn from
 give the same pixels and byte-identical json, and the val set does not depend on
 ``num_train``.
 """
-import contextlib
-import glob
 import json
 import operator
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
+
+from .generated import publish_generated
 
 __all__ = [
     'DEMO_CLASSES', 'DEMO_METAINFO', 'DEMO_COCO_VERSION', 'MANIFEST_NAME',
@@ -413,19 +411,7 @@ def _write_split(root: Path, split: str, num: int, args: Dict) -> Dict:
     return dict(num_images=num, num_objects=len(annotations), counts=counts)
 
 
-def _read_manifest(out_dir: Path) -> Optional[Dict]:
-    try:
-        with open(out_dir / MANIFEST_NAME) as f:
-            manifest = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) else None
-
-
-def _is_complete(out_dir: Path, manifest: Optional[Dict], args: Dict) -> bool:
-    if (manifest is None or manifest.get('version') != DEMO_COCO_VERSION
-            or manifest.get('args') != args):
-        return False
+def _files_complete(out_dir: Path, args: Dict) -> bool:
     for split in SPLITS:
         if not (out_dir / 'annotations' / f'instances_{split}.json').is_file():
             return False
@@ -455,22 +441,6 @@ def _summary(out_dir: Path, manifest: Dict, reused: bool) -> Dict:
                 splits=splits, counts=counts)
 
 
-@contextlib.contextmanager
-def _lock(out_dir: Path):
-    """Serialise generators of the same ``out_dir`` (POSIX; a no-op elsewhere)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover
-        yield False
-        return
-    with open(out_dir.parent / f'.{out_dir.name}.lock', 'a') as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield True
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def make_demo_coco(out_dir: Union[str, os.PathLike],
                    num_train: int = 400,
                    num_val: int = 100,
@@ -496,46 +466,16 @@ def make_demo_coco(out_dir: Union[str, os.PathLike],
     """
     args = _check_args(num_train, num_val, image_size, seed, min_objects, max_objects)
     out_dir = Path(out_dir).absolute()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(out_dir) as locked:
-        manifest = _read_manifest(out_dir)
-        if _is_complete(out_dir, manifest, args):
-            return _summary(out_dir, manifest, reused=True)
-        if out_dir.exists():
-            if not out_dir.is_dir():
-                raise FileExistsError(f'{out_dir} exists and is not a directory')
-            if manifest is None and any(out_dir.iterdir()):
-                raise FileExistsError(
-                    f'{out_dir} is not empty and holds no {MANIFEST_NAME}: not replacing '
-                    'it with the demo dataset; choose another directory or remove it')
-        if locked:  # leftovers of an interrupted run (no other run can be writing)
-            for kind in ('tmp', 'old'):
-                pattern = f'.{glob.escape(out_dir.name)}.{kind}-*'
-                for stale in out_dir.parent.glob(pattern):
-                    shutil.rmtree(stale, ignore_errors=True)
 
-        # not tempfile.mkdtemp: its 0700 mode would stay on the renamed dataset
-        tmp = out_dir.parent / f'.{out_dir.name}.tmp-{uuid.uuid4().hex[:12]}'
-        tmp.mkdir()
-        try:
-            splits = {
-                split: _write_split(tmp, split, args[f'num_{split}'], args)
-                for split in SPLITS
-            }
-            manifest = dict(generator='mobilenet_tasks.datasets.demo_coco',
-                            version=DEMO_COCO_VERSION, args=args,
-                            classes=list(DEMO_CLASSES), splits=splits)
-            with open(tmp / MANIFEST_NAME, 'w') as f:
-                json.dump(manifest, f, indent=2)
-                f.write('\n')
-            old = None
-            if out_dir.exists():
-                old = out_dir.parent / f'.{out_dir.name}.old-{uuid.uuid4().hex[:8]}'
-                os.rename(out_dir, old)
-            os.rename(tmp, out_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return _summary(out_dir, manifest, reused=False)
+    def write(tmp: Path) -> Dict:
+        splits = {
+            split: _write_split(tmp, split, args[f'num_{split}'], args)
+            for split in SPLITS
+        }
+        return dict(generator='mobilenet_tasks.datasets.demo_coco',
+                    classes=list(DEMO_CLASSES), splits=splits)
+
+    manifest, reused = publish_generated(
+        out_dir, MANIFEST_NAME, DEMO_COCO_VERSION, args,
+        lambda d: _files_complete(d, args), write)
+    return _summary(out_dir, manifest, reused=reused)

@@ -12,6 +12,7 @@ import json
 import shutil
 import sys
 import time
+import types
 from pathlib import Path
 
 
@@ -19,18 +20,26 @@ def _load_demo_coco():
     """The generator module, without running ``mobilenet_tasks/__init__.py``.
 
     demo_coco needs only numpy and OpenCV, while importing the package imports torch,
-    mmdet and the models (about 10 s on a small CPU). Falls back to the package import
-    when the module is not next to this script's checkout.
+    mmdet and the models (about 10 s on a small CPU). The file is loaded as a submodule
+    of a stand-in package (so its relative import of ``generated`` works); falls back to
+    the package import when it is not next to this script's checkout.
     """
-    path = (Path(__file__).resolve().parents[2] / 'mobilenet_tasks' / 'datasets' /
-            'demo_coco.py')
-    if not path.is_file():
+    folder = Path(__file__).resolve().parents[2] / 'mobilenet_tasks' / 'datasets'
+    if not (folder / 'demo_coco.py').is_file():
         from mobilenet_tasks.datasets import demo_coco
         return demo_coco
-    spec = importlib.util.spec_from_file_location('_mobilenet_tasks_demo_coco', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    pkg_name = '_mobilenet_tasks_datasets'
+    if pkg_name not in sys.modules:
+        pkg = types.ModuleType(pkg_name)
+        pkg.__path__ = [str(folder)]
+        sys.modules[pkg_name] = pkg
+    full = f'{pkg_name}.demo_coco'
+    if full not in sys.modules:
+        spec = importlib.util.spec_from_file_location(full, folder / 'demo_coco.py')
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[full] = module
+        spec.loader.exec_module(module)
+    return sys.modules[full]
 
 
 demo_coco = _load_demo_coco()
