@@ -194,6 +194,10 @@ class BaseMobileNet(BaseModule):
             returned as well (SSDLite's C4, timm's ``feature_location='expansion'``).
             Outputs come in network order; an expansion comes before its block's output.
         output_stride (int): 8, 16 or 32. Strides past it become dilation.
+        with_last_conv (bool): Build the final 1x1 conv (layer N+1) where the
+            architecture has one. False drops it: DeepLab's MobileNetV2 feature
+            extractor ends at block 17 (320 channels), which is what the paper's
+            Table 7 counts for V2; an unused layer would also stall DDP training.
         frozen_stages (int): Freeze layers 0..frozen_stages (parameters and BN
             statistics); -1 freezes nothing.
         norm_eval (bool): Keep every BN layer in eval mode while training.
@@ -220,6 +224,7 @@ class BaseMobileNet(BaseModule):
                  out_indices: Optional[Sequence[int]] = None,
                  expansion_indices: Sequence[int] = (),
                  output_stride: int = 32,
+                 with_last_conv: bool = True,
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
@@ -257,7 +262,8 @@ class BaseMobileNet(BaseModule):
 
         stem_channels = self._stem_channels()
         specs = self._dilate(self._block_specs())
-        last_channels = self._last_channels(specs[-1].out_channels)
+        last_channels = (self._last_channels(specs[-1].out_channels)
+                         if with_last_conv else 0)
         self.block_specs = tuple(specs)
 
         stem_act = dict(type='ReLU') if self.stem_act == 'relu' else act_cfg

@@ -74,7 +74,13 @@ class MobileNetV3(BaseMobileNet):
         reduced_tail (bool): The paper's dagger (detection) / RF2 (segmentation): the
             output of the C4 block (13 in Large, 9 in Small) and of every later block
             are halved before width scaling (their expansions follow from their halved
-            inputs), as in torchvision's ``_reduced_tail``; C4's expansion is kept.
+            inputs), as in torchvision's ``_reduced_tail`` and the TF detection
+            API's ``V3_LARGE_DETECTION``; C4's expansion is kept (it is SSDLite's C4).
+        halve_c4_expansion (bool): With ``reduced_tail``, halve the C4 block's
+            expansion as well (672 -> 336 in Large, 288 -> 144 in Small), as TF
+            DeepLab's ``mobilenet_v3_{large,small}_seg`` do for the paper's segmentation
+            models: Table 7's RF2 parameter counts are these (Large RF2 + R-ASPP has
+            1.76M parameters with it, 2.00M without).
         **kwargs: See :class:`BaseMobileNet` (``out_indices``, ``expansion_indices``,
             ``output_stride``, ``frozen_stages``, ``norm_eval``, ``with_cp``,
             ``conv_cfg``, ``norm_cfg``, ``act_cfg`` (default h-swish), ``init_cfg``).
@@ -93,12 +99,17 @@ class MobileNetV3(BaseMobileNet):
     arch_settings = ARCHS
 
     def __init__(self, arch: str = 'large', widen_factor: float = 1.0,
-                 reduced_tail: bool = False, **kwargs):
+                 reduced_tail: bool = False, halve_c4_expansion: bool = False,
+                 **kwargs):
         if arch not in self.arch_settings:
             raise ValueError(f'arch must be one of {sorted(self.arch_settings)}, '
                              f'got {arch!r}')
+        if halve_c4_expansion and not reduced_tail:
+            raise ValueError('halve_c4_expansion=True is part of the reduced tail: '
+                             'set reduced_tail=True as well')
         self.arch = arch
         self.reduced_tail = reduced_tail
+        self.halve_c4_expansion = halve_c4_expansion
         super().__init__(widen_factor=widen_factor, **kwargs)
 
     def _block_specs(self) -> List[BlockSpec]:
@@ -111,6 +122,8 @@ class MobileNetV3(BaseMobileNet):
             ratio, table_in = row.exp / table_in, row.out
             out = row.out // divider if index >= arch.c4 else row.out
             out = self._width(out)
+            if index == arch.c4 and self.halve_c4_expansion:
+                ratio /= 2
             exp = make_divisible(in_channels * ratio, 8)
             specs.append(BlockSpec(
                 in_channels=in_channels,
