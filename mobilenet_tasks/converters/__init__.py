@@ -12,6 +12,8 @@ from .common import TARGET_EPS, ConversionInfo, fold_bn_eps
 from .mmpretrain import MMPRETRAIN_ARCHS, convert_mmpretrain_mobilenet_v3
 from .timm import TIMM_ARCHS, convert_timm
 from .torchvision import TORCHVISION_ARCHS, convert_torchvision
+from .torchvision_lraspp import (TORCHVISION_LRASPP_CONFIG, LRASPPConversionInfo,
+                                 convert_torchvision_lraspp)
 from .torchvision_ssdlite import (COCO_CATEGORY_IDS, TORCHVISION_SSDLITE_CONFIG,
                                   SSDLiteConversionInfo, convert_torchvision_ssdlite)
 
@@ -22,3 +24,5 @@ __all__ = [
 ]
 __all__ += ['convert_torchvision_ssdlite', 'SSDLiteConversionInfo', 'COCO_CATEGORY_IDS',
             'TORCHVISION_SSDLITE_CONFIG']
+__all__ += ['convert_torchvision_lraspp', 'LRASPPConversionInfo',
+            'TORCHVISION_LRASPP_CONFIG']
