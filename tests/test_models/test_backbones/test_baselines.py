@@ -87,3 +87,17 @@ def test_frozen_stages_and_norm_eval(cls):
                for p in layer.parameters())
     assert all(not m.training for m in model.modules()
                if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_mobilenet_v2_without_last_conv():
+    """DeepLab's MobileNetV2 ends at block 17: no 1280-channel conv, and no unused
+    parameters (which would stall DDP)."""
+    full = MobileNetV2(out_indices=(17, ))
+    seg = MobileNetV2(out_indices=(17, ), with_last_conv=False)
+    assert len(seg.layers) == len(full.layers) - 1 == 18
+    n_full = sum(p.numel() for p in full.parameters())
+    n_seg = sum(p.numel() for p in seg.parameters())
+    assert n_full - n_seg == 320 * 1280 + 2 * 1280  # conv + BN
+    assert seg.out_channels == (320, )
+    with pytest.raises(ValueError, match=r'range\(0, 18\)'):
+        MobileNetV2(out_indices=(18, ), with_last_conv=False)

@@ -190,3 +190,18 @@ def test_build_from_registry_and_init_weights():
     bn = model.layers[0].bn
     assert torch.all(bn.weight == 1)
     assert model.eval() is model
+
+
+@pytest.mark.parametrize('arch, c4, halved, last', [('large', 13, 336, 480),
+                                                    ('small', 9, 144, 288)])
+def test_halve_c4_expansion_is_tf_deeplab_rf2(arch, c4, halved, last):
+    """TF DeepLab's mobilenet_v3_{large,small}_seg: the reduced tail with the C4 block's
+    expansion halved too (Table 7's RF2 parameter counts)."""
+    detection = MobileNetV3(arch, reduced_tail=True)
+    seg = MobileNetV3(arch, reduced_tail=True, halve_c4_expansion=True)
+    assert seg.block_specs[c4 - 1].expand_channels == halved
+    assert detection.block_specs[c4 - 1].expand_channels == 2 * halved
+    assert seg.block_specs[c4:] == detection.block_specs[c4:]
+    assert seg.out_channels == detection.out_channels == (last, )
+    with pytest.raises(ValueError, match='set reduced_tail=True as well'):
+        MobileNetV3(arch, halve_c4_expansion=True)
