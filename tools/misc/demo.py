@@ -1,10 +1,19 @@
-"""`make demo`: train SSDLite-MobileNetV3-Large on the built-in demo dataset and report
-the COCO bbox mAP it reaches on the demo val split, before and after training.
+"""`make demo`: train the paper's detector and segmenter on the built-in demo datasets
+and report what they reach on the demo val splits, before and after training.
 
-    python tools/misc/demo.py [--iters 600] [--work-dir work_dirs/demo]
+    python tools/misc/demo.py [--task all|detection|segmentation] [--iters N]
+                              [--work-dir work_dirs/demo]
 
-The dataset (4 classes of shapes, 400 train and 100 val images, 160x160) is generated
-deterministically into data/demo_coco on first use.
+- detection: SSDLite + MobileNetV3-Large (``configs/ssdlite_v3_large_demo.py``) on 4
+  classes of shapes (400 train / 100 val images, 160x160, COCO format, generated into
+  data/demo_coco); COCO bbox mAP with pycocotools.
+- segmentation: LR-ASPP + MobileNetV3-Large, the paper's Table 7 row 8 architecture
+  (``configs/lraspp_v3_large_demo.py``) on synthetic street scenes in the Cityscapes
+  layout (60 train / 20 val, 256x512, generated into data/demo_cityscapes and labelled
+  by the Cityscapes converter); mIoU with mmseg's IoUMetric.
+
+The datasets are generated deterministically on first use and reused after. The figures
+go to ``<work-dir>/demo_result.json``; checkpoints and logs to ``<work-dir>/<task>/``.
 """
 import argparse
 import json
@@ -15,20 +24,126 @@ import time
 from mmengine.config import DictAction
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(ROOT, 'configs', 'ssdlite_v3_large_demo.py')
+
+TASKS = {
+    'detection': dict(
+        model='SSDLite-MobileNetV3-Large',
+        config='configs/ssdlite_v3_large_demo.py',
+        data_root='data/demo_coco',
+        metric='coco/bbox_mAP',
+        metric_name='bbox mAP',
+        scale=1.0),
+    'segmentation': dict(
+        model='LR-ASPP-MobileNetV3-Large (Table 7 row 8)',
+        config='configs/lraspp_v3_large_demo.py',
+        data_root='data/demo_cityscapes',
+        metric='mIoU',
+        metric_name='mIoU',
+        scale=0.01),  # mmseg reports percentages
+}
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--task', choices=('all', *TASKS), default='all',
+                        help='which demo to run (default: both)')
     parser.add_argument('--iters', type=int, default=None,
                         help='training iterations (default: the config\'s)')
     parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'demo'))
-    parser.add_argument('--data-root', default=osp.join(ROOT, 'data', 'demo_coco'))
     parser.add_argument('--threads', type=int, default=os.cpu_count(),
                         help='torch threads (default: all cores)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the demo config, key=value')
-    return parser.parse_args()
+                        help='override settings of the demo config(s), key=value')
+    args = parser.parse_args()
+    if args.iters is not None and args.iters < 1:
+        parser.error(f'--iters must be a positive number, got {args.iters}')
+    return args
+
+
+def make_dataset(task: str, data_root: str) -> dict:
+    """Generate (or reuse) the task's demo dataset; return its summary."""
+    if task == 'detection':
+        from mobilenet_tasks.datasets.demo_coco import make_demo_coco
+        return make_demo_coco(data_root)
+    from mobilenet_tasks.datasets.cityscapes_convert import convert_cityscapes
+    from mobilenet_tasks.datasets.demo_cityscapes import make_demo_cityscapes
+    summary = make_demo_cityscapes(data_root)
+    convert_cityscapes(data_root)  # skips maps that are up to date
+    return summary
+
+
+def demo_config(task: str, spec: dict, args):
+    """The demo config with data roots, schedule and work dir set."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(ROOT, spec['config']))
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    root = osp.join(ROOT, spec['data_root']).rstrip('/') + '/'
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = root
+    if task == 'detection':
+        for evaluator in ('val_evaluator', 'test_evaluator'):
+            cfg[evaluator].ann_file = root + 'annotations/instances_val.json'
+    if args.iters is not None:
+        cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = args.iters
+        cfg.default_hooks.checkpoint.interval = args.iters
+        # The last scheduler decays to the end of training.
+        cfg.param_scheduler[-1].end = args.iters
+        if 'T_max' in cfg.param_scheduler[-1]:
+            cfg.param_scheduler[-1].T_max = args.iters
+    cfg.work_dir = osp.join(args.work_dir, task)
+    return cfg
+
+
+def run_task(task: str, args) -> dict:
+    from mmengine.runner import Runner
+
+    spec = TASKS[task]
+    start = time.time()
+    data_root = osp.join(ROOT, spec['data_root'])
+    summary = make_dataset(task, data_root)
+    print(f'demo dataset: {data_root} '
+          f'({"reused" if summary.get("reused") else "generated"})')
+    cfg = demo_config(task, spec, args)
+    runner = Runner.from_cfg(cfg)
+    before = runner.val_loop.run()
+    train_start = time.time()
+    runner.train()
+    train_time = time.time() - train_start
+    after = runner.test()
+    result = dict(
+        model=spec['model'],
+        config=spec['config'],
+        metric=spec['metric_name'],
+        iters=cfg.train_cfg.max_iters,
+        batch_size=cfg.train_dataloader.batch_size,
+        threads=args.threads,
+        train_minutes=round(train_time / 60, 2),
+        total_minutes=round((time.time() - start) / 60, 2),
+        before=before.get(spec['metric']),
+        after=after.get(spec['metric']),
+        all_metrics=after)
+    if task == 'segmentation':
+        result.update(aAcc=after.get('aAcc'))
+    return result
+
+
+def report(task: str, result: dict, work_dir: str) -> None:
+    spec = TASKS[task]
+    fmt = (lambda v: 'n/a' if v is None else f'{v * spec["scale"]:.3f}')
+    print(f'\n== {task} demo ==')
+    print(f'{result["model"]}, demo val split')
+    print(f'{result["metric"]} before training: {fmt(result["before"])}')
+    extra = ''
+    if task == 'detection':
+        extra = f' (mAP@0.5 {fmt(result["all_metrics"].get("coco/bbox_mAP_50"))})'
+    elif result.get('aAcc') is not None:
+        extra = f' (pixel accuracy {result["aAcc"]:.1f}%)'
+    print(f'{result["metric"]} after {result["iters"]} iterations of batch '
+          f'{result["batch_size"]}: {fmt(result["after"])}{extra}')
+    print(f'training took {result["train_minutes"]:.1f} min on {result["threads"]} '
+          f'threads; this demo {result["total_minutes"]:.1f} min')
+    print(f'checkpoint and logs: {osp.join(work_dir, task)}')
 
 
 def main():
@@ -36,58 +151,18 @@ def main():
     import torch
     torch.set_num_threads(args.threads)
 
-    from mmengine.config import Config
-    from mmengine.runner import Runner
-
     import mobilenet_tasks  # noqa: F401
-    from mobilenet_tasks.datasets.demo_coco import make_demo_coco
 
-    start = time.time()
-    summary = make_demo_coco(args.data_root)
-    print(f'demo dataset: {args.data_root} '
-          f'({"reused" if summary["reused"] else "generated"})')
-
-    cfg = Config.fromfile(CONFIG)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    root = args.data_root.rstrip('/') + '/'
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].dataset.data_root = root
-    for evaluator in ('val_evaluator', 'test_evaluator'):
-        cfg[evaluator].ann_file = root + 'annotations/instances_val.json'
-    if args.iters is not None:
-        cfg.train_cfg.max_iters = args.iters
-        cfg.train_cfg.val_interval = args.iters
-        cfg.param_scheduler[1].T_max = cfg.param_scheduler[1].end = args.iters
-    cfg.work_dir = args.work_dir
-    runner = Runner.from_cfg(cfg)
-
-    before = runner.val_loop.run() if hasattr(runner, 'val_loop') else {}
-    train_start = time.time()
-    runner.train()
-    train_time = time.time() - train_start
-    after = runner.test()
-
-    result = dict(
-        config=osp.relpath(CONFIG, ROOT),
-        iters=cfg.train_cfg.max_iters,
-        batch_size=cfg.train_dataloader.batch_size,
-        threads=args.threads,
-        train_minutes=round(train_time / 60, 2),
-        total_minutes=round((time.time() - start) / 60, 2),
-        mAP_before=before.get('coco/bbox_mAP'),
-        mAP=after.get('coco/bbox_mAP'),
-        mAP_50=after.get('coco/bbox_mAP_50'))
-    with open(osp.join(args.work_dir, 'demo_result.json'), 'w') as f:
-        json.dump(result, f, indent=2)
-    print('\n== demo result ==')
-    print(f'SSDLite-MobileNetV3-Large, demo val split ({len(summary["classes"])} classes)')
-    print(f'bbox mAP before training: {result["mAP_before"]:.3f}')
-    print(f'bbox mAP after {result["iters"]} iterations of batch '
-          f'{result["batch_size"]}: {result["mAP"]:.3f} (mAP@0.5 {result["mAP_50"]:.3f})')
-    print(f'training took {result["train_minutes"]:.1f} min on {args.threads} threads; '
-          f'everything {result["total_minutes"]:.1f} min')
-    print(f'checkpoint and logs: {args.work_dir}')
+    tasks = list(TASKS) if args.task == 'all' else [args.task]
+    results = {}
+    os.makedirs(args.work_dir, exist_ok=True)
+    for task in tasks:
+        results[task] = run_task(task, args)
+        with open(osp.join(args.work_dir, 'demo_result.json'), 'w') as f:
+            json.dump(results, f, indent=2)
+    for task in tasks:
+        report(task, results[task], args.work_dir)
+    print(f'\nfigures: {osp.join(args.work_dir, "demo_result.json")}')
 
 
 if __name__ == '__main__':
