@@ -32,14 +32,14 @@ TASKS = {
         data_root='data/demo_coco',
         metric='coco/bbox_mAP',
         metric_name='bbox mAP',
-        scale=1.0),
+        fmt='{:.3f}'),
     'segmentation': dict(
         model='LR-ASPP-MobileNetV3-Large (Table 7 row 8)',
         config='configs/lraspp_v3_large_demo.py',
         data_root='data/demo_cityscapes',
         metric='mIoU',
         metric_name='mIoU',
-        scale=0.01),  # mmseg reports percentages
+        fmt='{:.1f}%'),  # mmseg reports percentages
 }
 
 
@@ -87,10 +87,16 @@ def demo_config(task: str, spec: dict, args):
     if args.iters is not None:
         cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = args.iters
         cfg.default_hooks.checkpoint.interval = args.iters
-        # The last scheduler decays to the end of training.
-        cfg.param_scheduler[-1].end = args.iters
-        if 'T_max' in cfg.param_scheduler[-1]:
-            cfg.param_scheduler[-1].T_max = args.iters
+        # The warm-up (first scheduler) stays within the run, the decay (last) ends
+        # with it.
+        warmup, decay = cfg.param_scheduler[0], cfg.param_scheduler[-1]
+        if warmup is not decay and warmup.end >= args.iters:
+            warmup.end = max(1, args.iters // 10)
+            if decay.get('begin', 0) > warmup.end:
+                decay.begin = warmup.end
+        decay.end = args.iters
+        if 'T_max' in decay:
+            decay.T_max = args.iters - decay.get('begin', 0)
     cfg.work_dir = osp.join(args.work_dir, task)
     return cfg
 
@@ -106,11 +112,11 @@ def run_task(task: str, args) -> dict:
           f'({"reused" if summary.get("reused") else "generated"})')
     cfg = demo_config(task, spec, args)
     runner = Runner.from_cfg(cfg)
-    before = runner.val_loop.run()
+    before = _plain(runner.val_loop.run())
     train_start = time.time()
     runner.train()
     train_time = time.time() - train_start
-    after = runner.test()
+    after = _plain(runner.test())
     result = dict(
         model=spec['model'],
         config=spec['config'],
@@ -128,17 +134,24 @@ def run_task(task: str, args) -> dict:
     return result
 
 
+def _plain(metrics: dict) -> dict:
+    """Metrics as JSON-able Python numbers (mmseg gives numpy floats)."""
+    return {k: (round(float(v), 4) if hasattr(v, 'item') or isinstance(v, float)
+                else v) for k, v in metrics.items()}
+
+
 def report(task: str, result: dict, work_dir: str) -> None:
     spec = TASKS[task]
-    fmt = (lambda v: 'n/a' if v is None else f'{v * spec["scale"]:.3f}')
+    fmt = (lambda v: 'n/a' if v is None else spec['fmt'].format(v))
     print(f'\n== {task} demo ==')
     print(f'{result["model"]}, demo val split')
     print(f'{result["metric"]} before training: {fmt(result["before"])}')
     extra = ''
     if task == 'detection':
         extra = f' (mAP@0.5 {fmt(result["all_metrics"].get("coco/bbox_mAP_50"))})'
-    elif result.get('aAcc') is not None:
-        extra = f' (pixel accuracy {result["aAcc"]:.1f}%)'
+    elif task == 'segmentation':
+        extra = (' (mean over the classes present in the val split; pixel accuracy '
+                 f'{fmt(result.get("aAcc"))})')
     print(f'{result["metric"]} after {result["iters"]} iterations of batch '
           f'{result["batch_size"]}: {fmt(result["after"])}{extra}')
     print(f'training took {result["train_minutes"]:.1f} min on {result["threads"]} '
