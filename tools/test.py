@@ -1,22 +1,32 @@
 """Test (evaluate) a checkpoint with mmengine's Runner.
 
     python tools/test.py CONFIG CHECKPOINT [--out results.pkl] [--show-dir DIR]
+        [--cityscapes-eval]
 
 Metrics are the config's test evaluator (COCO bbox mAP with pycocotools for detection,
-mIoU for segmentation); they are printed and written to the work dir.
+mIoU for segmentation); they are printed and written to ``<work dir>/test_metrics.json``.
+``--cityscapes-eval`` (Cityscapes configs) adds cityscapesscripts' own evaluation next to
+mIoU: ``cityscapes/averageScoreClasses`` and the others, as fractions, with the
+predictions as labelIds PNGs in ``<work dir>/cityscapes_eval/``.
 """
 import argparse
 import json
+import numbers
 import os.path as osp
 
+import numpy as np
 from mmengine.config import Config
 from mmengine.evaluator import DumpResults
 from mmengine.runner import Runner
 
 import mobilenet_tasks  # noqa: F401  (registries; safe checkpoint loading)
-from mobilenet_tasks.datasets.checks import DatasetNotFoundError, check_data_files
+from mobilenet_tasks.datasets.checks import (DatasetNotFoundError,
+                                             check_cityscapes_eval_files,
+                                             check_data_files, dataset_type_names)
 from mobilenet_tasks.engine import (add_common_arguments, apply_common_options,
                                     parse_args_with_local_rank)
+
+CITYSCAPES_EVAL_DIR = 'cityscapes_eval'  # under the work dir
 
 
 def parse_args():
@@ -26,12 +36,23 @@ def parse_args():
     parser.add_argument('--work-dir', help='the dir to save the metrics')
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
     parser.add_argument('--show-dir', help='save drawn predictions to this dir')
+    parser.add_argument(
+        '--cityscapes-eval', action='store_true',
+        help="also evaluate with cityscapesscripts' evalPixelLevelSemanticLabeling "
+        '(Cityscapes configs; needs the *_gtFine_labelIds.png and '
+        '*_gtFine_instanceIds.png of gtFine); predictions are kept as labelIds PNGs '
+        f'in WORK_DIR/{CITYSCAPES_EVAL_DIR}')
     add_common_arguments(parser)
     return parse_args_with_local_rank(parser)
 
 
 def enable_drawing(cfg: Config, show_dir: str) -> None:
-    """Turn on the config's visualization hook (mmdet's or mmseg's) to save drawings."""
+    """Turn on the config's visualization hook (mmdet's or mmseg's) to save drawings.
+
+    mmdet's hook draws every test image into ``test_out_dir``; mmseg's draws every
+    ``interval``-th one (50 by default) with the visualizer, so the interval becomes 1
+    and the visualizer saves under ``show_dir`` (``vis_data/vis_image/*.png``).
+    """
     hook = cfg.get('default_hooks', {}).get('visualization')
     if hook is None:
         raise SystemExit('--show-dir needs a `visualization` hook in default_hooks '
@@ -40,33 +61,98 @@ def enable_drawing(cfg: Config, show_dir: str) -> None:
     if 'Det' in str(hook.get('type', '')):
         hook['test_out_dir'] = show_dir
     else:
+        hook['interval'] = 1
         cfg.visualizer['save_dir'] = show_dir
+
+
+def add_cityscapes_eval(cfg: Config, config_path: str) -> str:
+    """Add cityscapesscripts' evaluation to the test evaluator, next to its metrics.
+
+    Args:
+        cfg (Config): A config testing on a CityscapesDataset.
+        config_path (str): The config's path, for messages.
+
+    Returns:
+        str: The folder the labelIds predictions are written to (under the work dir).
+    """
+    types = dataset_type_names((cfg.get('test_dataloader') or {}).get('dataset'))
+    if not types or any(t != 'CityscapesDataset' for t in types):
+        raise SystemExit(
+            "error: --cityscapes-eval runs cityscapesscripts' evaluation, which needs a "
+            'segmentation config testing on CityscapesDataset; '
+            f'{config_path} tests on {", ".join(types) or "no dataset"}. Drop the flag, '
+            'or use a Cityscapes config such as configs/lraspp_v3_large_cityscapes.py.')
+    output_dir = osp.join(cfg.work_dir, CITYSCAPES_EVAL_DIR)
+    metric = dict(type='mobilenet_tasks.CityscapesMetric', output_dir=output_dir,
+                  keep_results=True)
+    evaluator = cfg.get('test_evaluator')
+    if isinstance(evaluator, dict) and 'metrics' in evaluator:  # an Evaluator config
+        metrics = evaluator['metrics']
+        evaluator['metrics'] = (list(metrics) if isinstance(metrics, (list, tuple))
+                                else [metrics]) + [metric]
+    elif isinstance(evaluator, (list, tuple)):
+        cfg.test_evaluator = list(evaluator) + [metric]
+    else:
+        cfg.test_evaluator = ([evaluator] if evaluator else []) + [metric]
+    return output_dir
+
+
+def drop_training(cfg: Config) -> None:
+    """Make the runner test-only: no train loop, train dataset, optimizer or schedule.
+
+    Testing needs none of them, and with them a test can fail on the training data:
+    mmseg's SegVisualizationHook (``--show-dir``) reads ``runner.iter``, which builds
+    the train loop and with it the train dataset (a FileNotFoundError when only the
+    val/test data is on the machine or pointed at).
+    """
+    for key in ('train_dataloader', 'train_cfg', 'optim_wrapper', 'param_scheduler'):
+        cfg[key] = None
+
+
+def _number(value):
+    """A metric as a JSON number when it is one (numpy scalars too), else a string.
+
+    numpy floats go through their shortest repr: IoUMetric's float32 13.76 is 13.76,
+    not 13.760000228881836.
+    """
+    if isinstance(value, np.floating):
+        return float(str(value))
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return str(value)
 
 
 def main():
     args = parse_args()
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint {args.checkpoint} does not exist')
+    if args.out and not args.out.endswith(('.pkl', '.pickle')):
+        raise SystemExit(f'--out must be a .pkl file, got {args.out}')
     cfg = apply_common_options(Config.fromfile(args.config), args, args.config)
     cfg.load_from = args.checkpoint
+    drop_training(cfg)
     if args.show_dir:
         enable_drawing(cfg, args.show_dir)
+    cityscapes_dir = add_cityscapes_eval(cfg, args.config) if args.cityscapes_eval \
+        else None
     try:
         check_data_files(cfg, loaders=('test_dataloader', ))
+        if cityscapes_dir:
+            check_cityscapes_eval_files(cfg, loaders=('test_dataloader', ))
     except DatasetNotFoundError as error:
         raise SystemExit(f'error: {error}')
     runner = Runner.from_cfg(cfg)
     if args.out:
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise SystemExit(f'--out must be a .pkl file, got {args.out}')
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()
     out = osp.join(cfg.work_dir, 'test_metrics.json')
     with open(out, 'w') as f:
         json.dump(dict(config=args.config, checkpoint=args.checkpoint,
-                       metrics={k: float(v) if isinstance(v, (int, float)) else str(v)
-                                for k, v in metrics.items()}), f, indent=2)
-    print('metrics:', metrics)
+                       metrics={k: _number(v) for k, v in metrics.items()}), f, indent=2)
+    print('metrics:', {k: _number(v) for k, v in metrics.items()})
+    if cityscapes_dir:
+        print('cityscapesscripts evaluated the labelIds predictions in '
+              f'{cityscapes_dir}')
     print(f'metrics written to {out}')
 
 

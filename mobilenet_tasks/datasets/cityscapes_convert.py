@@ -9,35 +9,69 @@ Every ``gtFine/**/*_gtFine_polygons.json`` under the root becomes a
 mmseg's ``tools/dataset_converters/cityscapes.py``). Label maps newer than their json are
 kept. Like mmseg's converter it then writes ``<root>/{train,val,test}.txt`` (one
 ``<city>/<name>`` per line, for the splits present).
+
+With ``label_ids=True`` it also writes the two maps the official gtFine zip ships next to
+the polygons and cityscapesscripts' own evaluation reads (``tools/test.py
+--cityscapes-eval``): ``*_gtFine_labelIds.png`` (``json2labelImg(json, png, 'ids')``) and
+``*_gtFine_instanceIds.png`` (``json2instanceImg(json, png, 'ids')``), the scripts that
+made the official ones. A tree made from polygons alone (the demo dataset) needs it.
 """
 import os
+from functools import partial
 from multiprocessing import Pool
 from pathlib import Path
 from typing import List, Tuple, Union
 
 __all__ = [
-    'POLYGON_SUFFIX', 'LABEL_SUFFIX', 'convert_cityscapes', 'convert_json_to_label'
+    'POLYGON_SUFFIX', 'LABEL_SUFFIX', 'LABEL_IDS_SUFFIX', 'INSTANCE_IDS_SUFFIX',
+    'convert_cityscapes', 'convert_json_to_label'
 ]
 
 POLYGON_SUFFIX = '_gtFine_polygons.json'
 LABEL_SUFFIX = '_gtFine_labelTrainIds.png'
+LABEL_IDS_SUFFIX = '_gtFine_labelIds.png'  # label ids: what cityscapesscripts evaluates
+INSTANCE_IDS_SUFFIX = '_gtFine_instanceIds.png'  # for its instance-level scores
 SPLIT_NAMES = ('train', 'val', 'test')
 _DEMO_HINT = 'python tools/dataset_converters/make_demo_cityscapes.py --out {root}'
 
 
-def _label_path(json_file: Path) -> Path:
-    return json_file.with_name(json_file.name[:-len(POLYGON_SUFFIX)] + LABEL_SUFFIX)
+def _label_path(json_file: Path, suffix: str = LABEL_SUFFIX) -> Path:
+    return json_file.with_name(json_file.name[:-len(POLYGON_SUFFIX)] + suffix)
 
 
-def convert_json_to_label(json_file: Union[str, os.PathLike]) -> str:
-    """Write the trainId label map of one polygon json (atomically); returns its path."""
-    from cityscapesscripts.preparation.json2labelImg import json2labelImg
+def _outputs(label_ids: bool) -> Tuple[str, ...]:
+    return (LABEL_SUFFIX, LABEL_IDS_SUFFIX, INSTANCE_IDS_SUFFIX) if label_ids else (
+        LABEL_SUFFIX, )
 
-    json_file = Path(json_file)
-    out = _label_path(json_file)
+
+def _json2instance_img(json_file: str, out: str, encoding: str) -> None:
+    """cityscapesscripts' ``json2instanceImg``, saved as the 16-bit PNG gtFine ships.
+
+    ``json2instanceImg`` saves its 32-bit (mode ``I``) image as it is, which Pillow
+    >= 10 refuses to write as PNG ("cannot write mode I as PNG"); the ids (label id x
+    1000 + instance) fit in 16 bits.
+    """
+    import numpy as np
+    from cityscapesscripts.helpers.annotation import Annotation
+    from cityscapesscripts.preparation.json2instanceImg import createInstanceImage
+    from PIL import Image
+
+    annotation = Annotation()
+    annotation.fromJsonFile(json_file)
+    ids = np.asarray(createInstanceImage(annotation, encoding))
+    Image.fromarray(ids.astype(np.uint16)).save(out)
+
+
+def _write(json_file: Path, suffix: str) -> Path:
+    """Draw one map of ``json_file`` with cityscapesscripts, atomically."""
+    if suffix == INSTANCE_IDS_SUFFIX:
+        draw = _json2instance_img
+    else:
+        from cityscapesscripts.preparation.json2labelImg import json2labelImg as draw
+    out = _label_path(json_file, suffix)
     tmp = out.with_name(f'.{out.stem}.tmp-{os.getpid()}.png')
     try:
-        json2labelImg(str(json_file), str(tmp), 'trainIds')
+        draw(str(json_file), str(tmp), 'trainIds' if suffix == LABEL_SUFFIX else 'ids')
     except SystemExit:  # cityscapesscripts exits on an unknown label
         tmp.unlink(missing_ok=True)
         raise ValueError(f'{json_file}: cityscapesscripts could not convert it (unknown '
@@ -46,7 +80,18 @@ def convert_json_to_label(json_file: Union[str, os.PathLike]) -> str:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, out)
-    return str(out)
+    return out
+
+
+def convert_json_to_label(json_file: Union[str, os.PathLike],
+                          label_ids: bool = False) -> str:
+    """Write the trainId label map of one polygon json (atomically); returns its path.
+
+    With ``label_ids``, also its ``*_gtFine_labelIds.png`` and
+    ``*_gtFine_instanceIds.png`` (see the module docstring).
+    """
+    json_file = Path(json_file)
+    return str([_write(json_file, suffix) for suffix in _outputs(label_ids)][0])
 
 
 def _find(root: Path) -> Tuple[Path, List[Path]]:
@@ -66,22 +111,31 @@ def _find(root: Path) -> Tuple[Path, List[Path]]:
     return gt_dir, files
 
 
-def _up_to_date(json_file: Path) -> bool:
+def _up_to_date(json_file: Path, label_ids: bool = False) -> bool:
     try:
-        return _label_path(json_file).stat().st_mtime_ns >= json_file.stat().st_mtime_ns
+        json_time = json_file.stat().st_mtime_ns
+        return all(
+            _label_path(json_file, suffix).stat().st_mtime_ns >= json_time
+            for suffix in _outputs(label_ids))
     except FileNotFoundError:
         return False
 
 
-def convert_cityscapes(root: Union[str, os.PathLike], nproc: int = 1) -> int:
+def convert_cityscapes(root: Union[str, os.PathLike],
+                       nproc: int = 1,
+                       label_ids: bool = False) -> int:
     """Convert the polygons under ``root/gtFine`` to trainId label maps.
 
     Args:
         root: the Cityscapes root (holding ``gtFine`` and ``leftImg8bit``).
         nproc: worker processes (1: in this process).
+        label_ids: also write ``*_gtFine_labelIds.png`` and
+            ``*_gtFine_instanceIds.png`` (for cityscapesscripts' evaluation; the
+            official gtFine zip has them already).
 
     Returns:
-        int: how many label maps were written (up-to-date ones are skipped).
+        int: how many polygon files were converted (ones whose maps are up to date
+        are skipped).
 
     Raises:
         FileNotFoundError: no ``gtFine`` folder or no polygon json in it.
@@ -91,16 +145,16 @@ def convert_cityscapes(root: Union[str, os.PathLike], nproc: int = 1) -> int:
         raise ValueError(f'nproc must be an integer >= 1, got {nproc!r}')
     root = Path(root).absolute()
     gt_dir, files = _find(root)
-    todo = [f for f in files if not _up_to_date(f)]
+    todo = [f for f in files if not _up_to_date(f, label_ids)]
     if nproc > 1 and len(todo) > 1:
         with Pool(min(nproc, len(todo))) as pool:
-            pool.map(convert_json_to_label,
+            pool.map(partial(convert_json_to_label, label_ids=label_ids),
                      todo,
                      chunksize=max(1,
                                    len(todo) // (4 * nproc)))
     else:
         for f in todo:
-            convert_json_to_label(f)
+            convert_json_to_label(f, label_ids)
 
     # split lists as mmseg's converter writes them: <city>/<name> per line
     for split in SPLIT_NAMES:
