@@ -234,3 +234,21 @@ def test_default_loss_is_mmsegs_whatever_the_default_scope(scope):
     for head in heads:
         assert type(head.loss_decode) is CrossEntropyLoss
         assert head.loss_decode.loss_name == 'loss_ce'
+
+
+def test_mmseg_lraspp_head_fails_on_small_maps_ours_does_not():
+    """UPSTREAM.md: mmseg 1.2.2's LRASPPHead hard-codes AvgPool2d(49, stride=(16, 20)),
+    so a 256x512 image (a 32x64 last map at output stride 8) fails inside it. Our head
+    takes the pooling as arguments and pools globally where asked. If this test starts
+    failing at the first assertion, mmseg fixed its head."""
+    from mmseg.models.decode_heads import LRASPPHead as MMSegLRASPPHead
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        stock = MMSegLRASPPHead(in_channels=(16, 24, 576), in_index=(0, 1, 2),
+                                channels=32, input_transform='multiple_select',
+                                num_classes=5).eval()
+    feats = [torch.randn(1, 16, 128, 256), torch.randn(1, 24, 64, 128),
+             torch.randn(1, 576, 32, 64)]
+    with pytest.raises(RuntimeError, match='Output size is too small'):
+        stock(feats)
+    ours = _lraspp(in_channels=(24, 576), global_pool=True).eval()
+    assert ours([feats[1], feats[2]]).shape == (1, 5, 64, 128)
