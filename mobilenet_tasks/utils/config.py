@@ -14,19 +14,23 @@ def load_config(config, cfg_options=None) -> Config:
     return cfg
 
 
-def build_model(config, cfg_options=None):
+def build_model(config, cfg_options=None, init_weights: bool = True):
     """Build ``cfg.model`` in the config's ``default_scope`` (mobilenet_tasks if unset).
 
     Args:
         config (str or Config): A config file or a loaded config.
         cfg_options (dict, optional): Overrides, as ``--cfg-options`` gives them.
+        init_weights (bool): Run ``init_weights`` (its ``init_cfg``s). False when a
+            checkpoint will overwrite every weight anyway.
 
     Returns:
-        nn.Module: The model, with its weights initialised (``init_weights``).
+        nn.Module: The model (weights initialised by ``init_weights`` if asked).
     """
     cfg = load_config(config, cfg_options)
     init_default_scope(cfg.get('default_scope', 'mobilenet_tasks'))
     model = MODELS.build(cfg.model)
+    if not init_weights:
+        return model
     logger = MMLogger.get_current_instance()
     level = logger.level
     logger.setLevel(logging.WARNING)  # init_weights logs every parameter at INFO
