@@ -179,8 +179,10 @@ def build_theirs(config_path: str, weights: str, task: str, args):
             return DetInferencer(model=config_path, weights=weights, device=args.device,
                                  scope='mmdet', show_progress=False)
         from mmseg.apis import MMSegInferencer
-        return MMSegInferencer(model=config_path, weights=weights, device=args.device,
-                               scope='mmseg')
+        inferencer = MMSegInferencer(model=config_path, weights=weights,
+                                     device=args.device, scope='mmseg')
+        inferencer.show_progress = False  # mmseg 1.2.2's __init__ does not take it
+        return inferencer
 
 
 def run_ours(inferencer, video: str, out: str, max_frames=None) -> float:
