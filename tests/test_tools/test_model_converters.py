@@ -19,12 +19,12 @@ import torch.nn as nn
 from mmengine.logging import MMLogger
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mobilenet_tasks.converters import (convert_mmpretrain_mobilenet_v3, convert_timm,
                                         convert_torchvision)
 from mobilenet_tasks.models.backbones import MnasNet, MobileNetV2, MobileNetV3
 from mobilenet_tasks.utils.config import load_config
+from mobilenet_tasks.testing import randomize_
 
 torchvision = pytest.importorskip('torchvision')
 timm = pytest.importorskip('timm')
@@ -43,17 +43,10 @@ CFG = {
 def randomize(model: nn.Module, seed: int = 1) -> nn.Module:
     """Random BN statistics and affine parameters (and Linear layers); eval mode."""
     gen = torch.Generator().manual_seed(seed)
-    num_bn = 0
+    num_bn = randomize_(model, gen, convs=False)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.2)
-                m.running_var.copy_(torch.empty(c).uniform_(0.5, 2.0, generator=gen))
-                m.weight.copy_(torch.empty(c).uniform_(0.5, 1.5, generator=gen))
-                m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
-                num_bn += 1
-            elif isinstance(m, nn.Linear):
+            if isinstance(m, nn.Linear):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=gen)
                                / m.in_features**0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)

@@ -30,11 +30,11 @@ import torch
 import torch.nn as nn
 from mmengine.runner import load_checkpoint
 from mmseg.structures import SegDataSample
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mobilenet_tasks.converters import (TORCHVISION_LRASPP_CONFIG,
                                         convert_torchvision_lraspp)
 from mobilenet_tasks.utils.config import build_model, load_config
+from mobilenet_tasks.testing import randomize_
 
 torchvision = pytest.importorskip('torchvision')
 from torchvision.models.segmentation import (  # noqa: E402
@@ -57,20 +57,8 @@ def randomize(model: nn.Module, seed: int = 1) -> nn.Module:
     """He-normal convs with random biases, random BN statistics and affine parameters,
     an unsaturated gate and balanced classifiers; eval mode."""
     gen = torch.Generator().manual_seed(seed)
-    num_bn = 0
+    num_bn = randomize_(model, gen)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                m.weight.normal_(0, (2 / m.weight[0].numel())**0.5, generator=gen)
-                if m.bias is not None:
-                    m.bias.normal_(0, 0.1, generator=gen)
-            elif isinstance(m, _BatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.2)
-                m.running_var.copy_(torch.empty(c).uniform_(0.5, 2.0, generator=gen))
-                m.weight.copy_(torch.empty(c).uniform_(0.5, 1.5, generator=gen))
-                m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
-                num_bn += 1
         assert num_bn > 40
         model.eval()
         head = model.classifier

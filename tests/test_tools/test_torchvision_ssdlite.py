@@ -33,12 +33,12 @@ import torch
 import torch.nn as nn
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mobilenet_tasks.converters import (COCO_CATEGORY_IDS, TORCHVISION_SSDLITE_CONFIG,
                                         convert_torchvision_ssdlite)
 from mobilenet_tasks.converters.torchvision_ssdlite import COCO_UNUSED_IDS
 from mobilenet_tasks.utils.config import load_config
+from mobilenet_tasks.testing import randomize_
 
 torchvision = pytest.importorskip('torchvision')
 from torchvision.models.detection import ssdlite320_mobilenet_v3_large  # noqa: E402
@@ -56,20 +56,8 @@ def randomize(model: nn.Module, seed: int = 1) -> nn.Module:
     """He-normal convs with random biases, random BN statistics and affine parameters,
     N/A labels at zero weight and bias -30; eval mode, keeps every candidate."""
     gen = torch.Generator().manual_seed(seed)
-    num_bn = 0
+    num_bn = randomize_(model, gen)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                m.weight.normal_(0, (2 / m.weight[0].numel())**0.5, generator=gen)
-                if m.bias is not None:
-                    m.bias.normal_(0, 0.1, generator=gen)
-            elif isinstance(m, _BatchNorm):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.2)
-                m.running_var.copy_(torch.empty(c).uniform_(0.5, 2.0, generator=gen))
-                m.weight.copy_(torch.empty(c).uniform_(0.5, 1.5, generator=gen))
-                m.bias.copy_(torch.randn(c, generator=gen) * 0.2)
-                num_bn += 1
         for block in model.head.classification_head.module_list:
             conv = block[1]
             conv.weight.view(6, 91, -1)[:, list(COCO_UNUSED_IDS)] = 0
