@@ -17,7 +17,8 @@ from mmengine.registry import Registry
 
 # Backbones, necks, heads and whole models.
 MODELS = Registry(
-    'model', parent=MMENGINE_MODELS, locations=['mobilenet_tasks.models'])
+    'model', parent=MMENGINE_MODELS,
+    locations=['mobilenet_tasks.models', 'mobilenet_tasks.deployment.ort_model'])
 # Anchor generators, box coders and other task utilities.
 TASK_UTILS = Registry(
     'task util', parent=MMENGINE_TASK_UTILS, locations=['mobilenet_tasks.models'])

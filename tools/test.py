@@ -1,7 +1,14 @@
 """Test (evaluate) a checkpoint with mmengine's Runner.
 
     python tools/test.py CONFIG CHECKPOINT [--out results.pkl] [--show-dir DIR]
-        [--cityscapes-eval]
+        [--cityscapes-eval] [--fuse-conv-bn] [--onnx-threads N]
+
+CHECKPOINT may be a PyTorch checkpoint or an ``.onnx`` file exported from it
+(``tools/deployment/export_onnx.py``, or its int8 quantization): an ``.onnx`` file is
+run by onnxruntime in place of the PyTorch model
+(``mobilenet_tasks.deployment.ONNXRuntimeModel``), with the same data pipeline,
+metrics, drawing and outputs. ``--fuse-conv-bn`` folds the BatchNorm layers into the
+convolutions before testing (the same predictions, faster).
 
 Metrics are the config's test evaluator (COCO bbox mAP with pycocotools for detection,
 mIoU for segmentation); they are printed and written to ``<work dir>/test_metrics.json``.
@@ -42,6 +49,12 @@ def parse_args():
         '(Cityscapes configs; needs the *_gtFine_labelIds.png and '
         '*_gtFine_instanceIds.png of gtFine); predictions are kept as labelIds PNGs '
         f'in WORK_DIR/{CITYSCAPES_EVAL_DIR}')
+    parser.add_argument('--fuse-conv-bn', action='store_true',
+                        help='fold BatchNorm into the preceding convolutions first '
+                        '(PyTorch checkpoints)')
+    parser.add_argument('--onnx-threads', type=int, default=None,
+                        help="onnxruntime's intra-op threads for an .onnx CHECKPOINT "
+                        '(default: all cores)')
     add_common_arguments(parser)
     return parse_args_with_local_rank(parser)
 
@@ -122,6 +135,24 @@ def _number(value):
     return str(value)
 
 
+def fuse_after_loading(runner: Runner) -> None:
+    """Fold BatchNorm into the convolutions once the runner has loaded the weights
+    (it loads them at the start of ``test()``, so the folding is a hook there)."""
+    from mmengine.hooks import Hook
+
+    from mobilenet_tasks.deployment.fuse import fuse_conv_bn
+
+    class _FuseConvBN(Hook):
+        priority = 'VERY_LOW'
+
+        def before_test(self, runner):
+            model = runner.model.module if hasattr(runner.model, 'module') \
+                else runner.model
+            fuse_conv_bn(model.eval())
+
+    runner.register_hook(_FuseConvBN())
+
+
 def main():
     args = parse_args()
     if not osp.isfile(args.checkpoint):
@@ -129,7 +160,16 @@ def main():
     if args.out and not args.out.endswith(('.pkl', '.pickle')):
         raise SystemExit(f'--out must be a .pkl file, got {args.out}')
     cfg = apply_common_options(Config.fromfile(args.config), args, args.config)
-    cfg.load_from = args.checkpoint
+    is_onnx = args.checkpoint.lower().endswith('.onnx')
+    if is_onnx and args.fuse_conv_bn:
+        raise SystemExit('error: --fuse-conv-bn is for PyTorch checkpoints; an exported '
+                         '.onnx model has its BatchNorm folded already')
+    if is_onnx:
+        from mobilenet_tasks.deployment import onnx_model_config
+        cfg.model = onnx_model_config(args.checkpoint, cfg, args.onnx_threads)
+        cfg.load_from = None
+    else:
+        cfg.load_from = args.checkpoint
     drop_training(cfg)
     if args.show_dir:
         enable_drawing(cfg, args.show_dir)
@@ -142,6 +182,8 @@ def main():
     except DatasetNotFoundError as error:
         raise SystemExit(f'error: {error}')
     runner = Runner.from_cfg(cfg)
+    if args.fuse_conv_bn:
+        fuse_after_loading(runner)
     if args.out:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()

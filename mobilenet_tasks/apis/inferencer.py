@@ -43,13 +43,19 @@ class Inferencer:
         model (str): A config file, or a ``Name`` of ``model-index.yml`` (e.g.
             ``'ssdlite_v3_large_demo'``).
         weights (str, optional): A checkpoint: mmengine's (``tools/train.py``) or a
-            converter's ``{'state_dict', 'meta'}``. Loaded strictly. None: random
-            weights (with a warning), for trying the pipeline only.
+            converter's ``{'state_dict', 'meta'}``, loaded strictly; or an ``.onnx``
+            file exported from the config (``tools/deployment/export_onnx.py``, float
+            or int8), run by onnxruntime. None: random weights (with a warning), for
+            trying the pipeline only.
         device (str): ``'cpu'`` or ``'cuda'`` / ``'cuda:N'``.
         score_thr (float): Detections scoring below it are dropped (in the head, before
             NMS, where it is above the config's own ``score_thr``: the same boxes,
             faster). Unused for segmentation.
         batch_size (int): Images per forward pass.
+        backend (str, optional): ``'pytorch'`` or ``'onnxruntime'``; None: from
+            ``weights`` (``.onnx`` -> onnxruntime).
+        threads (int, optional): onnxruntime's intra-op threads (None: all cores).
+            PyTorch's are ``torch.set_num_threads``'.
 
     Attributes:
         task (str): ``'detection'`` or ``'segmentation'``.
@@ -67,7 +73,8 @@ class Inferencer:
     """
 
     def __init__(self, model: str, weights: Optional[str] = None, device: str = 'cpu',
-                 score_thr: float = 0.3, batch_size: int = 1):
+                 score_thr: float = 0.3, batch_size: int = 1,
+                 backend: Optional[str] = None, threads: Optional[int] = None):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f'batch_size must be a positive int, got {batch_size!r}')
         if not 0.0 <= score_thr <= 1.0:
@@ -78,6 +85,28 @@ class Inferencer:
         self.cfg = load_config(self.config)
         self.name = (Path(self.config).stem if isinstance(self.config, str) else
                      Path(self.cfg.filename or 'config').stem)
+        self.backend = _check_backend(backend, weights, device)
+        if self.backend == 'onnxruntime':
+            self._init_onnx(weights, threads)
+        else:
+            self._init_pytorch(weights)
+        self.class_names, self.palette = _classes_and_palette(
+            self.cfg, self._meta, _num_classes(self.model, self.task))
+        self._preprocess = Preprocessor(self.cfg, self.model, self.task)
+        self._head_score_thr = None  # the config's own, once read
+        self.score_thr = score_thr
+        self.skipped: List[Tuple[str, str]] = []
+
+    def _init_onnx(self, weights: str, threads: Optional[int]) -> None:
+        from mobilenet_tasks.deployment import ONNXRuntimeModel
+        net = build_model(self.cfg, init_weights=False)  # preprocessing, post-process
+        self.task = _task_of(net, self.config)
+        self.weights = weights
+        self.model = ONNXRuntimeModel(weights, revert_sync_batchnorm(net), threads)
+        names = self.model.metadata.get('class_names')
+        self._meta = {'dataset_meta': {'classes': names}} if names else {}
+
+    def _init_pytorch(self, weights: Optional[str]) -> None:
         state_dict, meta = (None, {}) if weights is None else load_weights(weights)
         net = build_model(self.cfg, init_weights=weights is None)
         self.task = _task_of(net, self.config)
@@ -90,16 +119,12 @@ class Inferencer:
             net.load_state_dict(state_dict, strict=True)
         self.weights = weights
         self.model = revert_sync_batchnorm(net).to(self.device).eval()
-        self.class_names, self.palette = _classes_and_palette(
-            self.cfg, meta, _num_classes(self.model, self.task))
-        self._preprocess = Preprocessor(self.cfg, self.model, self.task)
-        self._head_score_thr = None  # the config's own, once read
-        self.score_thr = score_thr
-        self.skipped: List[Tuple[str, str]] = []
+        self._meta = meta
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}({self.name!r}, task={self.task!r}, '
-                f'weights={self.weights!r}, device={str(self.device)!r}, '
+                f'weights={self.weights!r}, backend={self.backend!r}, '
+                f'device={str(self.device)!r}, '
                 f'score_thr={self.score_thr}, batch_size={self.batch_size})')
 
     # -- the score threshold ------------------------------------------------------------
@@ -479,6 +504,29 @@ def _suggest_config(state_dict, meta, model, shapes, missing, unexpected) -> str
                 'classes; pass the config it was trained with (or one with its '
                 'num_classes).')
     return 'Pass the config the checkpoint was trained with.'
+
+
+BACKENDS = ('pytorch', 'onnxruntime')
+
+
+def _check_backend(backend: Optional[str], weights, device: str) -> str:
+    is_onnx = isinstance(weights, (str, os.PathLike)) and os.fspath(
+        weights).lower().endswith('.onnx')
+    if backend is None:
+        backend = 'onnxruntime' if is_onnx else 'pytorch'
+    if backend not in BACKENDS:
+        raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
+    if backend == 'onnxruntime' and not is_onnx:
+        raise ValueError(f"backend='onnxruntime' runs an exported .onnx file, got "
+                         f'weights={weights!r}: export one with '
+                         'tools/deployment/export_onnx.py and pass it as weights')
+    if backend == 'pytorch' and is_onnx:
+        raise ValueError(f"{weights} is an ONNX model: use backend='onnxruntime' (or "
+                         'leave backend unset)')
+    if backend == 'onnxruntime' and str(device) != 'cpu':
+        raise ValueError(f"backend='onnxruntime' runs on the CPU here, got device "
+                         f'{device!r}')
+    return backend
 
 
 def _check_device(device: str) -> torch.device:

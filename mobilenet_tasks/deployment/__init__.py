@@ -1,8 +1,11 @@
-"""Exporting models for deployment (ONNX, standard operators only)."""
+"""Deployment: ONNX export (standard operators only) and running exported models."""
 from .onnx_export import (NonStandardOpError, check_standard_ops,
-                          compare_with_onnxruntime, export_segmentor,
+                          compare_with_onnxruntime, default_input_shape,
+                          export_loaded, export_model, export_segmentor, load_model,
                           read_metadata)
+from .ort_model import ONNXRuntimeModel, onnx_model_config
 
-__all__ = ['export_segmentor', 'compare_with_onnxruntime', 'check_standard_ops',
-           'read_metadata',
-           'NonStandardOpError']
+__all__ = ['export_model', 'export_segmentor', 'export_loaded', 'load_model',
+           'default_input_shape', 'compare_with_onnxruntime', 'check_standard_ops',
+           'read_metadata', 'NonStandardOpError', 'ONNXRuntimeModel',
+           'onnx_model_config']
