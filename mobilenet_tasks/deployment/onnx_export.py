@@ -559,7 +559,8 @@ def compare_with_onnxruntime(config, checkpoint: Optional[str], onnx_path,
         floored at 1; ``inf`` if detections differ in number or labels), ``shape``;
         segmentation: ``argmax_agreement`` (fraction of pixels with the same label);
         detection with NMS: ``num_detections`` (PyTorch, onnxruntime),
-        ``labels_equal``, ``tied_scores`` (PyTorch's scores hold ties: then, if the
+        ``labels_equal`` (the detections pair up one to one with equal labels and
+        scores within 1e-4, in any order), ``tied_scores`` (PyTorch's scores hold ties: then, if the
         labels differ, only the sorted scores are compared).
     """
     import numpy as np
@@ -591,7 +592,11 @@ def compare_with_onnxruntime(config, checkpoint: Optional[str], onnx_path,
                 rescale=False)[0]
         ref = [results.bboxes.numpy(), results.scores.numpy(), results.labels.numpy()]
         counts = (len(ref[1]), len(got[1]))
-        same = counts[0] == counts[1] and bool((ref[2] == got[2]).all())
+        # detections with scores a rounding error apart may come in either order
+        order = _match_detections(ref, got) if counts[0] == counts[1] else None
+        same = order is not None
+        if same:
+            got = [g[order] for g in got]
         # Equal scores (a head at its initial weights gives every class 1/(C+1)) make
         # the top-k and NMS choose among ties arbitrarily: then only the sorted scores
         # can be compared.
@@ -615,6 +620,30 @@ def compare_with_onnxruntime(config, checkpoint: Optional[str], onnx_path,
     report = _compare_arrays([ref], [got], names)
     report['argmax_agreement'] = float((got.argmax(1) == ref.argmax(1)).mean())
     return report
+
+
+def _match_detections(ref: list, got: list, score_tol: float = 1e-4):
+    """Indices putting ``got``'s detections in ``ref``'s order, or None.
+
+    Each reference detection takes the unused one of the same label with the closest
+    score and box; detections differing only in order (scores within ``score_tol``)
+    then line up. None if the labels cannot be paired one to one or a pair's scores
+    differ by more than ``score_tol``.
+    """
+    import numpy as np
+    (rb, rs, rl), (gb, gs, gl) = ref, got
+    used = np.zeros(len(gs), bool)
+    order = []
+    for i in range(len(rs)):
+        cand = np.flatnonzero((gl == rl[i]) & ~used
+                              & (np.abs(gs - rs[i]) <= score_tol))
+        if cand.size == 0:
+            return None
+        cost = np.abs(gb[cand] - rb[i]).max(1) + np.abs(gs[cand] - rs[i])
+        j = int(cand[np.argmin(cost)])
+        used[j] = True
+        order.append(j)
+    return np.asarray(order, dtype=np.int64)
 
 
 def _compare_arrays(ref: list, got: list, names: list) -> dict:

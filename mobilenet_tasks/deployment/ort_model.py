@@ -133,7 +133,8 @@ class ONNXRuntimeModel(BaseModel):
                 f'{self.onnx_file} was exported for {self._fixed_size[0]}x'
                 f'{self._fixed_size[1]} inputs, but the preprocessing gives '
                 f'{size[0]}x{size[1]}: export it again at this size (--shape '
-                f'{size[0]} {size[1]}) or, for segmentation, with --dynamic')
+                f'{size[0]} {size[1]})'
+                + (' or with --dynamic' if self.task == 'segmentation' else ''))
 
     def _run(self, inputs: torch.Tensor) -> List[List[np.ndarray]]:
         """The graph's outputs, one list per image if the batch is fixed to 1, else

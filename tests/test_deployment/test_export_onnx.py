@@ -131,9 +131,6 @@ def test_cli(tmp_path, capsys):
     assert out.is_file() and read_metadata(out)['input_size'] == [128, 256]
 
 
-def test_cli_detection_not_supported(tmp_path, capsys):
-    tool = _load_tool()
-    code = tool.main([str(ROOT / 'configs/ssdlite_v3_large_demo.py'), 'none',
-                      str(tmp_path / 'det.onnx')])
-    assert code == 2
-    assert 'not yet supported' in capsys.readouterr().err
+def test_load_segmentor_refuses_a_detector():
+    with pytest.raises(ValueError, match='not an mmseg segmentor'):
+        load_segmentor(str(ROOT / 'configs/ssdlite_v3_large_demo.py'))
