@@ -10,6 +10,8 @@ segmentation configs alike:
 - INPUT: an image, a folder of images, a video (``.mp4 .avi .mov .mkv .webm``) or a
   webcam index (``0``).
 - MODEL: a config path or a model-index name (``ssdlite_v3_large_demo``).
+- ``--weights``: a checkpoint, or an ``.onnx`` file exported from MODEL
+  (``tools/deployment/export_onnx.py``, float or int8), run by onnxruntime.
 
 Images: the drawn images go to ``--out-dir`` (default ``outputs``), one JSON line an
 image to ``--jsonl`` (default ``OUT_DIR/results.jsonl``). Videos: the drawn video (same size, frame rate and frame count) to ``--video-out`` (default
@@ -30,7 +32,8 @@ def parse_args(argv=None):
         description='Detect or segment images, folders, videos or a webcam')
     parser.add_argument('input', help='image, folder, video file or webcam index')
     parser.add_argument('model', help='config file or model-index name')
-    parser.add_argument('--weights', help='checkpoint file (default: random init)')
+    parser.add_argument('--weights', help='checkpoint file, or an .onnx file exported '
+                        'from the config (run by onnxruntime); default: random init')
     parser.add_argument('--device', default='cpu', help='device, e.g. cpu or cuda:0')
     parser.add_argument('--out-dir', default='outputs',
                         help='where results and drawings go (default: outputs)')
