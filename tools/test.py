@@ -148,7 +148,7 @@ def fuse_after_loading(runner: Runner) -> None:
         def before_test(self, runner):
             model = runner.model.module if hasattr(runner.model, 'module') \
                 else runner.model
-            fuse_conv_bn(model.eval())
+            runner.logger.info(f'--fuse-conv-bn: {fuse_conv_bn(model.eval())}')
 
     runner.register_hook(_FuseConvBN())
 

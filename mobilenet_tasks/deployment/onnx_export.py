@@ -425,6 +425,17 @@ class DetectorRawOutputs(nn.Module):
         return tuple(cls_scores) + tuple(bbox_preds)
 
 
+def _swaps_channels(preprocessor) -> bool:
+    """Whether the data preprocessor swaps BGR -> RGB: mmseg's
+    ``SegDataPreProcessor`` says so in ``channel_conversion``, mmdet's
+    ``DetDataPreprocessor`` (mmengine's ``ImgDataPreprocessor``) in
+    ``_channel_conversion``."""
+    for name in ('channel_conversion', '_channel_conversion'):
+        if hasattr(preprocessor, name):
+            return bool(getattr(preprocessor, name))
+    return False
+
+
 def _common_metadata(model, cfg, meta, config, input_shape, dynamic, opset,
                      num_classes) -> Dict[str, str]:
     from mobilenet_tasks.apis.inferencer import _classes_and_palette
@@ -441,7 +452,7 @@ def _common_metadata(model, cfg, meta, config, input_shape, dynamic, opset,
         'dynamic': json.dumps(bool(dynamic)),
         'mean': json.dumps(mean),
         'std': json.dumps(std),
-        'bgr_to_rgb': json.dumps(bool(getattr(pre, 'channel_conversion', False))),
+        'bgr_to_rgb': json.dumps(_swaps_channels(pre)),
         'class_names': json.dumps(list(class_names)),
         'exporter': EXPORTER,
         'opset': str(opset),

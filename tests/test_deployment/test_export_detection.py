@@ -51,6 +51,8 @@ def test_export_with_nms_matches_mmdet(tmp_path):
     assert meta_props['task'] == 'detection' and meta_props['nms'] is True
     assert meta_props['test_cfg']['score_thr'] == 0.05
     assert meta_props['input_size'] == [160, 160]
+    assert meta_props['bgr_to_rgb'] is True  # DetDataPreprocessor(bgr_to_rgb=True)
+    assert meta_props['mean'] == [127.5] * 3 and meta_props['std'] == [127.5] * 3
     assert len(meta_props['class_names']) == model.bbox_head.num_classes
 
     for seed in (0, 1, 2):

@@ -143,27 +143,35 @@ def test_tools_test_on_onnx_equals_pytorch(tmp_path, detector):
         "test_dataloader = val_dataloader\n"
         "val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')\n"
         "test_evaluator = val_evaluator\n")
-    metrics, predictions = {}, {}
-    for name, weights in (('pth', ckpt), ('onnx', nms)):
+    metrics, predictions, logs = {}, {}, {}
+    options = {'pth': [], 'onnx': ['--onnx-threads', '1'], 'fused': ['--fuse-conv-bn']}
+    for name, weights in (('pth', ckpt), ('onnx', nms), ('fused', ckpt)):
         work = tmp_path / name
         proc = subprocess.run(
             [sys.executable, str(ROOT / 'tools/test.py'), str(config), weights,
              '--work-dir', str(work), '--out', str(work / 'preds.pkl')]
-            + (['--onnx-threads', '1'] if name == 'onnx' else []),
+            + options[name],
             cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        logs[name] = proc.stdout + proc.stderr
         metrics[name] = json.loads((work / 'test_metrics.json').read_text())['metrics']
         with open(work / 'preds.pkl', 'rb') as f:
             predictions[name] = pickle.load(f)
     print(metrics)
     assert metrics['pth']['coco/bbox_mAP_50'] >= 0  # a real pycocotools figure
-    assert metrics['onnx'] == metrics['pth']
-    assert len(predictions['pth']) == len(predictions['onnx']) == 4
-    for a, b in zip(predictions['pth'], predictions['onnx']):
-        assert a['img_path'] == b['img_path'] and a['scale_factor'] == (0.8, 0.8)
-        a, b = (_above(p['pred_instances'], 0.5) for p in (a, b))
-        assert a.boxes.max() > 160  # in the 200x200 image's pixels
-        _same_detections(a, b)
+    assert metrics['onnx'] == metrics['pth'] == metrics['fused']
+    assert 'BatchNorm layers folded into convolutions, 0 left' in logs['fused']
+    for other in ('onnx', 'fused'):
+        assert len(predictions['pth']) == len(predictions[other]) == 4
+        for a, b in zip(predictions['pth'], predictions[other]):
+            assert a['img_path'] == b['img_path'] and a['scale_factor'] == (0.8, 0.8)
+            a, b = (_above(p['pred_instances'], 0.5) for p in (a, b))
+            assert a.boxes.max() > 160  # in the 200x200 image's pixels
+            _same_detections(a, b)
+    proc = subprocess.run([sys.executable, str(ROOT / 'tools/test.py'), str(config),
+                           nms, '--fuse-conv-bn'], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode != 0 and 'folded already' in proc.stderr
 
 
 def _above(instances, thr):

@@ -1,0 +1,126 @@
+"""Params, MAdds and CPU latency of our configs and the stock peers, with the paper's
+speed ratios measured within one run, and an accuracy-vs-latency plot (Figure 1).
+
+    python tools/analysis_tools/benchmark.py [MODEL ...] [--quick]
+        [--peers mmdet mmseg torchvision | --peers none]
+        [--backends eager fused ort ort-int8] [--peer-backends eager fused ort]
+        [--det-size 320 320] [--seg-size 1024 2048] [--threads 1 2]
+        [--warmup 2] [--repeats 10] [--calib 4] [--global-pool]
+        [--work-dir work_dirs/benchmark] [--out REPORT.json] [--plot fig1.png]
+
+MODEL: model-index names or config paths (detection or segmentation); default: Table 6's
+V3, V3†, V3-Small, V3-Small†, V2, MnasNet and V1 SSDLite, Table 7's rows 1, 4, 8 and 11.
+Peers (measured for the tasks the models cover): mmdet's
+``ssdlite_mobilenetv2-scratch_8xb24-600e_coco`` and mmseg's
+``mobilenet-v3-d8_lraspp_4xb4-320k_cityscapes-512x1024`` (from the installed packages'
+``.mim/configs``), torchvision's ``ssdlite320_mobilenet_v3_large``.
+
+Latency: the median of ``--repeats`` timed rounds after ``--warmup`` rounds, every
+(model, backend) of a task interleaved in each round, at 1 thread and at all cores.
+Ratios between two models are given for every backend measured on both (eager first).
+What is timed, the backends and where the accuracies come from: see
+``mobilenet_tasks.deployment.benchmark``. ``--quick`` (for tests; its figures mean
+little): the V3† SSDLite, Table 7 rows 1 and 8 and the peers at small inputs (detection
+160x160, segmentation 392x392 with ``--global-pool``), only the backends the ratio rows
+use (and eager), one warm-up and one timed round, 1 calibration image.
+
+Prints markdown tables; writes every number to ``--out`` (default
+``WORK_DIR/benchmark.json``) and the plot to ``--plot``. Exit status 2 for a bad
+request (unknown model, input too small for a model), with a message.
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse_args(argv=None):
+    from mobilenet_tasks.deployment import benchmark as bm
+    parser = argparse.ArgumentParser(
+        description='Params, MAdds and latency (PyTorch eager, BN folded, onnxruntime '
+        'fp32 and int8) of our configs and the stock peers')
+    parser.add_argument('models', nargs='*', metavar='MODEL',
+                        help='model-index names or config paths (default: Table 6 and '
+                        'Table 7 rows, see the module doc)')
+    parser.add_argument('--quick', action='store_true',
+                        help="the ratio rows' models at small inputs, one round "
+                        '(for tests)')
+    parser.add_argument('--peers', nargs='+', metavar='PEER',
+                        help='peers to measure: mmdet, mmseg, torchvision (or their '
+                        "full names), or 'none' (default: all three)")
+    parser.add_argument('--backends', nargs='+', choices=bm.BACKENDS,
+                        help='backends for our models (default: all, '
+                        f'{" ".join(bm.BACKENDS)})')
+    parser.add_argument('--peer-backends', nargs='+', choices=bm.BACKENDS,
+                        help='backends for the peers (default: eager fused ort; '
+                        'torchvision has no ONNX exporter here)')
+    parser.add_argument('--det-size', type=int, nargs=2, metavar=('H', 'W'),
+                        help=f'detection input (default {bm.DET_SIZE[0]} '
+                        f'{bm.DET_SIZE[1]}; quick {bm.QUICK_DET_SIZE[0]} '
+                        f'{bm.QUICK_DET_SIZE[1]})')
+    parser.add_argument('--seg-size', type=int, nargs=2, metavar=('H', 'W'),
+                        help=f'segmentation input (default {bm.SEG_SIZE[0]} '
+                        f'{bm.SEG_SIZE[1]}; quick {bm.QUICK_SEG_SIZE[0]} '
+                        f'{bm.QUICK_SEG_SIZE[1]})')
+    parser.add_argument('--threads', type=int, nargs='+',
+                        help=f'thread counts (default: 1 and {os.cpu_count()})')
+    parser.add_argument('--warmup', type=int, help='warm-up rounds (default 2; quick 1)')
+    parser.add_argument('--repeats', type=int,
+                        help='timed rounds, median reported (default 10; quick 1)')
+    parser.add_argument('--calib', type=int,
+                        help='random-noise images to calibrate int8 on (default 4; '
+                        'quick 1)')
+    parser.add_argument('--global-pool', action='store_true',
+                        help="our LR-ASPP heads pool globally instead of the paper's "
+                        '49x49 (which needs inputs of at least 769x769); on in --quick')
+    parser.add_argument('--work-dir', default=str(ROOT / 'work_dirs/benchmark'),
+                        help='ONNX files and the report (default %(default)s)')
+    parser.add_argument('--out',
+                        help='the JSON report (default WORK_DIR/benchmark.json)')
+    parser.add_argument('--plot', metavar='PNG',
+                        help='draw accuracy vs latency (1 thread, eager) to this PNG')
+    return parser.parse_args(argv)
+
+
+def settings_from_args(args):
+    from mobilenet_tasks.deployment import benchmark as bm
+    values = dict(work_dir=args.work_dir)
+    if args.models:
+        values['models'] = tuple(args.models)
+    if args.peers:
+        values['peers'] = () if [p.lower() for p in args.peers] == ['none'] else \
+            tuple(args.peers)
+    for key in ('backends', 'peer_backends', 'threads'):
+        if getattr(args, key):
+            values[key] = tuple(getattr(args, key))
+    for key in ('det_size', 'seg_size'):
+        if getattr(args, key):
+            values[key] = tuple(getattr(args, key))
+    for key in ('warmup', 'repeats', 'calib'):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    if args.global_pool:
+        values['global_pool'] = True
+    return bm.quick_settings(**values) if args.quick else bm.Settings(**values)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from mobilenet_tasks.deployment import benchmark as bm
+    try:
+        report = bm.run_benchmark(settings_from_args(args))
+    except bm.BenchmarkError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    print(bm.format_report(report))
+    out = bm.save_json(report, args.out or Path(args.work_dir) / 'benchmark.json')
+    print(f'\nreport: {out}')
+    if args.plot:
+        print(f'plot:   {bm.plot_figure1(report, args.plot)}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
