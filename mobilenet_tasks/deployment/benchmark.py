@@ -419,7 +419,7 @@ def calibration_images(folder: Path, size, count: int) -> List[str]:
 def quantize_int8(built: Built, fp32_path: str, int8_path: str, size,
                   images: List[str]) -> dict:
     """:func:`mobilenet_tasks.deployment.quantize.quantize_model` of the fp32 graph
-    (the project's recipe: QDQ, int8 weights per channel and int8 activations, MinMax,
+    (the project's recipe: QDQ, int8 weights per channel and uint8 activations, MinMax,
     post-processing kept float), calibrated on ``images``; returns a summary."""
     from mobilenet_tasks.deployment.quantize import quantize_model
     with warnings.catch_warnings():
@@ -674,7 +674,7 @@ def _run_benchmark(s: Settings) -> dict:
                       'as zero, default graph optimisations and spinning',
                       int8_calibration=f'{s.calib} random-noise image(s) through '
                       "the config's normalisation (enough for latency, not for "
-                      'accuracy); quantize_model: QDQ, int8 weights per channel, int8 '
+                      'accuracy); quantize_model: QDQ, int8 weights per channel, uint8 '
                       'activations, MinMax, post-processing float',
                       weights='random (the configs\' initialisation)',
                       denormals_flushed=bool(flush)),

@@ -29,8 +29,8 @@ What is done, and why:
   model sees at test time. Images come from a folder or from a split of the config's
   dataset (the dataset is built, so exactly the images its loader lists, evenly
   spaced over the split when it holds more than ``num_images``). The default split is
-  ``val``; ``train`` keeps the calibration images out of the evaluation, and on the
-  demo models it also calibrated better (see the measurements below).
+  ``train``: it keeps the calibration images out of the evaluation, and on the demo
+  models it also calibrated better than ``val`` (see the measurements below).
 - **Methods**: ``minmax`` (the observed range, the paper's; the default),
   ``percentile`` (the given percentile of ``|x|``, default 99.99, clipped to the
   observed range) and ``entropy`` (KL divergence, over 2048 histogram bins: with
