@@ -34,3 +34,21 @@ def randomize_(model: nn.Module, generator: torch.Generator, convs: bool = True)
             m.bias.copy_(torch.randn(c, generator=generator) * 0.2)
             num_bn += 1
     return num_bn
+
+
+def load_tool(relative_path: str):
+    """Import a script of ``tools/`` (they are not a package) as a module, so that
+    tests call its ``main(argv)`` in-process.
+
+    Args:
+        relative_path (str): Its path from the repository root, e.g.
+            ``'tools/deployment/export_onnx.py'``.
+    """
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / relative_path
+    name = path.stem + '_tool'
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,6 +1,5 @@
 """convert_cityscapes(label_ids=True): the labelIds and instanceIds maps that the gtFine
 zip ships and cityscapesscripts' evaluation reads, made from the polygons."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ from cityscapesscripts.helpers.labels import id2label
 from PIL import Image
 
 from mobilenet_tasks.datasets import convert_cityscapes, make_demo_cityscapes
+from mobilenet_tasks.testing import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 SUFFIXES = ('_gtFine_labelTrainIds.png', '_gtFine_labelIds.png',
@@ -52,10 +52,7 @@ def test_label_ids_agree_with_train_ids(demo):
 
 def test_command_line_flag(tmp_path, capsys):
     make_demo_cityscapes(tmp_path / 'd', num_train=1, num_val=1, image_size=(64, 128))
-    path = ROOT / 'tools' / 'dataset_converters' / 'cityscapes.py'
-    spec = importlib.util.spec_from_file_location('_test_tool_cityscapes_ids', path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('tools/dataset_converters/cityscapes.py')
     assert tool.main([str(tmp_path / 'd'), '--label-ids']) == 0
     assert 'labelTrainIds, labelIds and instanceIds maps of 2 polygon files' in \
         capsys.readouterr().out

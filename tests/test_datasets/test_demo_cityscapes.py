@@ -1,5 +1,4 @@
 """The demo street scenes in the Cityscapes layout: determinism, converter, mmseg."""
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -12,6 +11,7 @@ from cityscapesscripts.helpers.labels import name2label
 from mobilenet_tasks.datasets import (CITYSCAPES_TRAIN_IDS, DEMO_CITYSCAPES_LABELS,
                                       convert_cityscapes, make_demo_cityscapes)
 from mobilenet_tasks.datasets.demo_cityscapes import CITYSCAPES_MANIFEST_NAME
+from mobilenet_tasks.testing import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = (128, 256)  # smaller than the default (256, 512) to keep the tests fast
@@ -26,11 +26,7 @@ def _files(root):
 
 
 def _load_tool(name):
-    path = ROOT / 'tools' / 'dataset_converters' / f'{name}.py'
-    spec = importlib.util.spec_from_file_location(f'_test_tool_{name}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(f'tools/dataset_converters/{name}.py')
 
 
 def _rasterize_json(ann):

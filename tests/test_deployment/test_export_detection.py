@@ -1,7 +1,6 @@
 """ONNX export of SSDLite detectors: decoding and NMS in the graph with standard
 operators, the same detections as mmdet's predict; the raw-output mode."""
 import copy
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 from mobilenet_tasks.deployment import (compare_with_onnxruntime, default_input_shape,
                                         export_loaded, load_model, read_metadata)
 from mobilenet_tasks.deployment.onnx_export import _walk_nodes
-from mobilenet_tasks.testing import randomize_
+from mobilenet_tasks.testing import load_tool, randomize_
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = str(ROOT / 'configs/ssdlite_v3_large_demo.py')
@@ -133,10 +132,7 @@ def test_other_heads_are_refused():
 
 
 def test_cli(tmp_path, capsys):
-    path = ROOT / 'tools/deployment/export_onnx.py'
-    spec = importlib.util.spec_from_file_location('export_onnx_det', path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('tools/deployment/export_onnx.py')
     model, _, _ = _randomized(DEMO)
     ckpt = tmp_path / 'w.pth'
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)

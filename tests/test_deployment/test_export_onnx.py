@@ -1,6 +1,5 @@
 """ONNX export of the segmentation models (mobilenet_tasks.deployment): standard ops
 only, and onnxruntime's logits equal PyTorch's."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +13,14 @@ from mobilenet_tasks.deployment import (NonStandardOpError, check_standard_ops,
                                         read_metadata)
 from mobilenet_tasks.deployment.onnx_export import (SegmentorLogits, export_loaded,
                                                     load_segmentor)
+from mobilenet_tasks.testing import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-4  # max abs logit difference, relative to max(1, logit scale)
 
 
 def _load_tool():
-    path = ROOT / 'tools/deployment/export_onnx.py'
-    spec = importlib.util.spec_from_file_location('export_onnx', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/deployment/export_onnx.py')
 
 
 def _random_checkpoint(config, path):

@@ -1,7 +1,6 @@
 """Post-training int8 quantization (mobilenet_tasks.deployment.quantize): runs end to
 end on a few calibration images, gives a standard-ops QDQ model whose outputs follow the
 fp32 model's, keeps the post-processing float, and fails clearly on bad inputs."""
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -21,7 +20,7 @@ from mobilenet_tasks.deployment.quantize import (ImageCalibrationReader,
                                                  calibration_images,
                                                  postprocessing_nodes, quantize_model,
                                                  run_onnx)
-from mobilenet_tasks.testing import randomize_
+from mobilenet_tasks.testing import load_tool, randomize_
 from mobilenet_tasks.utils.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,11 +30,7 @@ SHAPE = (64, 128)  # small; the demo config's LR-ASPP pools globally, any size w
 
 
 def _load_tool():
-    path = ROOT / 'tools/deployment/quantize_onnx.py'
-    spec = importlib.util.spec_from_file_location('quantize_onnx', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/deployment/quantize_onnx.py')
 
 
 def _small_seg_config():

@@ -4,23 +4,19 @@ our configs and the stock peers, the paper's ratios within one run, the Figure 1
 The benchmark itself runs once, in quick mode (small inputs, one round): its figures
 mean nothing, the test checks the structure of the report and that every number is
 sane and where it should be."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from mobilenet_tasks.deployment import benchmark as bm
+from mobilenet_tasks.testing import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load_tool():
-    path = ROOT / 'tools/analysis_tools/benchmark.py'
-    spec = importlib.util.spec_from_file_location('benchmark_tool', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/analysis_tools/benchmark.py')
 
 
 def test_quick(tmp_path, capsys):

@@ -1,21 +1,17 @@
 """tools/analysis_tools/benchmark_inferencer.py --quick: both sides run on the same video
 and a ratio is printed (detection against mmdet's DetInferencer, segmentation against
 mmseg's MMSegInferencer)."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from mobilenet_tasks.testing import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load_tool():
-    path = ROOT / 'tools/analysis_tools/benchmark_inferencer.py'
-    spec = importlib.util.spec_from_file_location('benchmark_inferencer', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/analysis_tools/benchmark_inferencer.py')
 
 
 @pytest.mark.parametrize('model, theirs', [

@@ -2,7 +2,6 @@
 
 Most cases call the tool's ``main`` in this process (the model is built in seconds); two
 run it as a user does, in a subprocess, for the exit code and the one-line error."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from mobilenet_tasks.datasets.demo_coco import draw_demo_image, image_rng
+from mobilenet_tasks.testing import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DET = str(ROOT / 'configs/ssdlite_v3_large_demo.py')
@@ -20,10 +20,7 @@ FRAMES, FPS, HEIGHT, WIDTH = 8, 7.0, 96, 128
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location('infer_tool', ROOT / 'tools/infer.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/infer.py')
 
 
 infer_tool = _load_tool()
