@@ -1,7 +1,9 @@
 """The paper's figures that configs are checked against (see ../shared/PAPER_TABLES.md).
 
 Only architecture facts (params and MAdds) are checked here: accuracy needs the real
-datasets and GPU-days. Each table says the input size its MAdds were counted at.
+datasets and GPU-days. Each table says the input size its MAdds were counted at. The
+paper's accuracy and latency per row are kept too (``PAPER_ACCURACY``,
+``PAPER_LATENCY_MS``): the benchmark plots and compares against them.
 """
 # table -> (input (H, W), {row: (params in millions, MAdds in millions)})
 PAPER_TABLES = {
@@ -53,6 +55,28 @@ PAPER_TABLES = {
 }
 
 # Relative difference allowed between our count and the paper's figure.
+# The paper's accuracy of the rows our configs build (../shared/PAPER_TABLES.md):
+# (table, row) -> value; PAPER_METRIC names the metric and dataset of each table.
+PAPER_ACCURACY = {
+    ('6', 'V1'): 22.2, ('6', 'V2'): 22.1, ('6', 'MnasNet'): 23.0, ('6', 'V3'): 22.0,
+    ('6', 'V3†'): 22.0, ('6', 'V2 0.35'): 13.7, ('6', 'V2 0.5'): 16.6,
+    ('6', 'MnasNet 0.35'): 15.6, ('6', 'MnasNet 0.5'): 18.5, ('6', 'V3-Small'): 16.0,
+    ('6', 'V3-Small†'): 16.1,
+    ('7', '1'): 72.84, ('7', '2'): 72.56, ('7', '3'): 72.97, ('7', '4'): 72.74,
+    ('7', '5'): 72.64, ('7', '6'): 71.91, ('7', '7'): 72.37, ('7', '8'): 72.36,
+    ('7', '9'): 68.57, ('7', '10'): 66.83, ('7', '11'): 68.38,
+    ('8', 'V3 OS16'): 72.6, ('8', 'V3 OS32'): 72.0, ('8', 'V3-Small OS16'): 69.4,
+    ('8', 'V3-Small OS32'): 68.3,
+}
+PAPER_METRIC = {'6': ('mAP', 'COCO test-dev'), '7': ('mIoU', 'Cityscapes val'),
+                '8': ('mIoU', 'Cityscapes test')}
+PAPER_LATENCY_MS = {  # Pixel-1 (Table 6) / Pixel-3 (Table 7 text), one core
+    ('6', 'V1'): 228, ('6', 'V2'): 162, ('6', 'MnasNet'): 174, ('6', 'V3'): 137,
+    ('6', 'V3†'): 119, ('6', 'V2 0.35'): 66, ('6', 'V2 0.5'): 79,
+    ('6', 'MnasNet 0.35'): 68, ('6', 'MnasNet 0.5'): 85, ('6', 'V3-Small'): 52,
+    ('6', 'V3-Small†'): 43, ('7', '1'): 3900, ('7', '8'): 2470,
+}
+
 TOLERANCE = 0.05
 
 
