@@ -1,8 +1,15 @@
 """Train a model with mmengine's Runner: ours, or any mmdet/mmseg/mmpretrain config.
 
     python tools/train.py configs/ssdlite_v3_large_coco.py [--work-dir DIR] [--resume]
+
+Every run saves its checkpoints atomically (a crash while saving leaves the previous
+checkpoint as the one ``--resume`` picks) and with its random generator states, so a
+run killed at any point and resumed ends as if it had never stopped (with
+``randomness=dict(seed=..., deterministic=True)``); see
+``mobilenet_tasks/engine/checkpointing.py``.
 """
 import argparse
+import os.path as osp
 
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -10,6 +17,7 @@ from mmengine.runner import Runner
 import mobilenet_tasks  # noqa: F401  (registries; safe checkpoint loading)
 from mobilenet_tasks.datasets.checks import DatasetNotFoundError, check_data_files
 from mobilenet_tasks.engine import (add_common_arguments, apply_common_options,
+                                    check_checkpoint_file, enable_safe_resume,
                                     parse_args_with_local_rank)
 
 
@@ -31,6 +39,31 @@ def parse_args():
     return parse_args_with_local_rank(parser)
 
 
+def check_resume_checkpoint(cfg) -> None:
+    """Stop with a clear message if the checkpoint ``--resume`` would load is missing or
+    incomplete (e.g. cut short by a crash under another tool), instead of a traceback
+    from deep inside torch.load."""
+    if not cfg.get('resume'):
+        return
+    path = cfg.get('load_from')
+    if path is None:
+        last = osp.join(cfg.work_dir, 'last_checkpoint')
+        if not osp.isfile(last):  # nothing saved yet: mmengine trains from the start
+            return
+        with open(last) as f:
+            path = f.read().strip()
+        source = f'{last} names {path}'
+    else:
+        source = f'--resume {path}'
+    if '://' in path:  # remote checkpoints are not checked here
+        return
+    problem = check_checkpoint_file(path)
+    if problem is not None:
+        raise SystemExit(
+            f'error: cannot resume: {source}, which is {problem}. Pass an older '
+            'complete checkpoint with --resume PATH, or start without --resume.')
+
+
 def main():
     args = parse_args()
     cfg = apply_common_options(Config.fromfile(args.config), args, args.config)
@@ -47,6 +80,8 @@ def main():
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    enable_safe_resume(cfg)
+    check_resume_checkpoint(cfg)
     try:
         check_data_files(cfg)
     except DatasetNotFoundError as error:

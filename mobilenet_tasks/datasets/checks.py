@@ -39,6 +39,16 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset named by a config is not where the config says, or is incomplete."""
 
 
+class BadDataError(DatasetNotFoundError):
+    """The dataset is there but holds bad data (corrupt or missing files, bad boxes,
+    unknown categories, label values outside the classes), found under
+    ``data_check.policy='fail'``: see :mod:`mobilenet_tasks.datasets.validation`.
+
+    A subclass of :class:`DatasetNotFoundError` so that the tools, which stop with the
+    message of that error, stop with this one too.
+    """
+
+
 def _datasets(cfg_dataset) -> Iterator[dict]:
     """The leaf dataset configs of a (possibly wrapped) dataset config."""
     if not isinstance(cfg_dataset, dict):
@@ -161,15 +171,20 @@ def cityscapes_problems(cfg, loaders=('train_dataloader', 'val_dataloader',
 
 
 def check_data_files(cfg, loaders=('train_dataloader', 'val_dataloader',
-                                   'test_dataloader')) -> None:
+                                   'test_dataloader'), validate: bool = True) -> None:
     """Raise :class:`DatasetNotFoundError` naming every missing path and how to get it.
 
     Checks that the annotation files and image folders of the loaders' datasets exist,
-    then (for Cityscapes) that the folders hold images and converted label maps.
+    then (for Cityscapes) that the folders hold images and converted label maps, then
+    (``validate``) their content under the config's ``data_check`` policy
+    (:func:`mobilenet_tasks.datasets.validation.validate_datasets`: raises
+    :class:`BadDataError` under ``policy='fail'``, the default; under ``'skip'`` changes
+    ``cfg`` to leave the bad items out).
 
     Args:
         cfg (Config): A training or test config.
         loaders (Sequence[str]): The dataloaders to check.
+        validate (bool): Also check the content (files, boxes, categories, labels).
     """
     missing = missing_data_files(cfg, loaders)
     if missing:
@@ -184,6 +199,9 @@ def check_data_files(cfg, loaders=('train_dataloader', 'val_dataloader',
         raise DatasetNotFoundError(
             'The Cityscapes dataset this config trains or tests on is incomplete:\n' +
             '\n'.join(f'  {problem}' for problem in problems) + '\n' + DEMO_HINT)
+    if validate:
+        from .validation import validate_datasets  # imports this module
+        validate_datasets(cfg, loaders)
 
 
 def cityscapes_label_ids_path(seg_map_path: str) -> str:

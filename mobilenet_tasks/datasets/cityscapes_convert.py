@@ -16,6 +16,8 @@ the polygons and cityscapesscripts' own evaluation reads (``tools/test.py
 ``*_gtFine_instanceIds.png`` (``json2instanceImg(json, png, 'ids')``), the scripts that
 made the official ones. A tree made from polygons alone (the demo dataset) needs it.
 """
+import json
+import math
 import os
 from functools import partial
 from multiprocessing import Pool
@@ -62,6 +64,46 @@ def _json2instance_img(json_file: str, out: str, encoding: str) -> None:
     Image.fromarray(ids.astype(np.uint16)).save(out)
 
 
+_MAX_PIXELS = 1 << 27  # 128 Mpixel: Cityscapes is 2 Mpixel; guards a mistyped size
+
+
+def _check_polygon_json(json_file: Path) -> None:
+    """Raise ValueError naming ``json_file`` and the fault unless it is a Cityscapes
+    polygon file cityscapesscripts can draw (what it would otherwise fail on deep
+    inside, or draw wrongly)."""
+    def bad(fault):
+        return ValueError(f'{json_file}: {fault}; not a Cityscapes polygon file '
+                          '(re-download gtFine_trainvaltest.zip or fix the file)')
+    try:
+        data = json.loads(json_file.read_bytes())
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise bad(f'invalid JSON ({e})') from None
+    except RecursionError:
+        raise bad('invalid JSON (nested too deeply)') from None
+    if not isinstance(data, dict):
+        raise bad(f'a JSON object is expected, not a {type(data).__name__}')
+    size = [data.get(key) for key in ('imgHeight', 'imgWidth')]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise bad(f'imgHeight and imgWidth must be positive integers, got {size}')
+    if size[0] * size[1] > _MAX_PIXELS:
+        raise bad(f'image size {size[1]}x{size[0]} is implausibly large')
+    objects = data.get('objects')
+    if not isinstance(objects, list):
+        raise bad('"objects" must be a list')
+    for i, obj in enumerate(objects):
+        if not isinstance(obj, dict) or not isinstance(obj.get('label'), str):
+            raise bad(f'object {i} has no label string')
+        if obj.get('deleted'):
+            continue  # cityscapesscripts skips it
+        polygon = obj.get('polygon')
+        if not (isinstance(polygon, list) and polygon and all(
+                isinstance(p, list) and len(p) == 2 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and math.isfinite(v) for v in p) for p in polygon)):
+            raise bad(f'object {i} ({obj["label"]!r}): polygon must be a non-empty list '
+                      'of [x, y] number pairs')
+
+
 def _write(json_file: Path, suffix: str) -> Path:
     """Draw one map of ``json_file`` with cityscapesscripts, atomically."""
     if suffix == INSTANCE_IDS_SUFFIX:
@@ -76,6 +118,10 @@ def _write(json_file: Path, suffix: str) -> Path:
         tmp.unlink(missing_ok=True)
         raise ValueError(f'{json_file}: cityscapesscripts could not convert it (unknown '
                          'label? see the message above)') from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        tmp.unlink(missing_ok=True)  # what _check_polygon_json did not foresee
+        raise ValueError(f'{json_file}: cityscapesscripts could not convert it '
+                         f'({type(e).__name__}: {e})') from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -89,8 +135,14 @@ def convert_json_to_label(json_file: Union[str, os.PathLike],
 
     With ``label_ids``, also its ``*_gtFine_labelIds.png`` and
     ``*_gtFine_instanceIds.png`` (see the module docstring).
+
+    Raises:
+        ValueError: naming the file, if it is no polygon file cityscapesscripts can
+            draw (invalid JSON, no positive integer size, objects without a label or
+            a polygon of [x, y] pairs, an unknown label).
     """
     json_file = Path(json_file)
+    _check_polygon_json(json_file)
     return str([_write(json_file, suffix) for suffix in _outputs(label_ids)][0])
 
 

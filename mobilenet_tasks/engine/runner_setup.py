@@ -1,11 +1,16 @@
 """Turning command-line options into a Runner config: shared by tools/train.py and
 tools/test.py, for our configs and for any mmdet/mmseg/mmpretrain config."""
 import argparse
+import logging
 import os
 import os.path as osp
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+from mmengine.model import MMDistributedDataParallel
+
+from .distributed import init_cpu_dist
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,9 +33,19 @@ def parse_args_with_local_rank(parser: argparse.ArgumentParser):
 def apply_common_options(cfg: Config, args, config_path: str) -> Config:
     """Apply ``--work-dir``, ``--launcher`` and ``--cfg-options`` to ``cfg``.
 
-    The work dir defaults to ``work_dirs/<config name>``. Without a GPU, distributed
-    runs use gloo, and DDP is wrapped without ``device_ids`` (mmengine's Runner passes
-    ``device_ids=[LOCAL_RANK]``, which PyTorch rejects for a CPU model).
+    The work dir defaults to ``work_dirs/<config name>``. With a GPU, a distributed
+    launcher gets mmengine's set-up as it is (NCCL, torch's SyncBatchNorm). Without one
+    (or with ``CUDA_VISIBLE_DEVICES=-1``) the run is made to work on CPU processes:
+
+    * the backend is gloo, and the process group is initialised here
+      (:func:`~mobilenet_tasks.engine.distributed.init_cpu_dist`): mmengine's
+      ``init_dist`` calls ``torch.cuda.set_device``, which fails without a GPU, and the
+      Runner skips it when the group exists;
+    * the model wrapper is :class:`~mobilenet_tasks.engine.distributed.
+      CPUDistributedDataParallel` without ``device_ids`` (mmengine passes
+      ``device_ids=[LOCAL_RANK]``, which PyTorch rejects for a CPU model); it turns
+      SyncBN layers into ``CPUSyncBatchNorm``, whose statistics are all-reduced with
+      gloo (torch's SyncBatchNorm raises on CPU tensors).
     """
     if getattr(args, 'cfg_options', None):
         cfg.merge_from_dict(args.cfg_options)
@@ -40,8 +55,20 @@ def apply_common_options(cfg: Config, args, config_path: str) -> Config:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(config_path))[0])
     if args.launcher != 'none' and not torch.cuda.is_available():
-        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+        dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+        dist_cfg['backend'] = 'gloo'
         wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
+        if wrapper.get('type', 'MMDistributedDataParallel') in (
+                'MMDistributedDataParallel', MMDistributedDataParallel):
+            wrapper['type'] = 'CPUDistributedDataParallel'
+        else:
+            print_log(
+                f'model_wrapper_cfg type {wrapper["type"]}: SyncBN layers are not made '
+                'CPU-capable (only MMDistributedDataParallel is replaced by '
+                'CPUDistributedDataParallel); torch.nn.SyncBatchNorm fails on CPUs. '
+                'Call mobilenet_tasks.engine.distributed.convert_to_cpu_sync_bn(model) '
+                'in the wrapper.', logger='current', level=logging.WARNING)
         wrapper['device_ids'] = None
         cfg.model_wrapper_cfg = wrapper
+        init_cpu_dist(args.launcher, backend='gloo', timeout=dist_cfg.get('timeout'))
     return cfg

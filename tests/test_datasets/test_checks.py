@@ -52,7 +52,7 @@ def _complete(root, *extra_suffixes):
 
 def test_complete_tree_passes(tmp_path, cityscapes_cfg):
     cfg = _cfg(cityscapes_cfg, _complete(tmp_path))
-    check_data_files(cfg)
+    check_data_files(cfg, validate=False)  # touched (empty) files: paths only
     assert cityscapes_problems(cfg) == []
 
 
