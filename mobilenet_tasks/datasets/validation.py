@@ -429,6 +429,16 @@ def _summary(faults: List[Fault], limit: int = MAX_LISTED) -> List[str]:
     return lines
 
 
+def _write_replacing(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a file of this process, renamed into place:
+    in a distributed run every process cleans the same data and writes the same file,
+    and none may read another's half-written copy."""
+    tmp = f'{path}.{os.getpid()}.tmp'
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def validate_datasets(cfg, loaders: Sequence[str] = ('train_dataloader',
                                                      'val_dataloader',
                                                      'test_dataloader')) -> List[str]:
@@ -485,8 +495,8 @@ def validate_datasets(cfg, loaders: Sequence[str] = ('train_dataloader',
                         os.makedirs(out_dir, exist_ok=True)
                         list_file = lists[key] = osp.join(
                             out_dir, f'{loader}_{osp.basename(img_dir)}.txt')
-                        with open(list_file, 'w') as f:
-                            f.write(''.join(f'{name}\n' for name in good))
+                        _write_replacing(list_file,
+                                         ''.join(f'{name}\n' for name in good))
                         skipped += len(faults)
                         log.append(f'{loader}: skipped {len(faults)} of '
                                    f'{len(faults) + len(good)} images of {img_dir} '
@@ -519,8 +529,7 @@ def validate_datasets(cfg, loaders: Sequence[str] = ('train_dataloader',
                         data, n_img, n_ann = clean_coco(check.data, check.faults)
                         os.makedirs(out_dir, exist_ok=True)
                         cleaned = osp.join(out_dir, f'{loader}_{osp.basename(ann_file)}')
-                        with open(cleaned, 'w') as f:
-                            json.dump(data, f)
+                        _write_replacing(cleaned, json.dumps(data))
                         done[key] = (check, cleaned)
                         skipped += len(check.faults)
                         log.append(f'{loader}: skipped {n_img} images and {n_ann} '
