@@ -62,28 +62,32 @@ def _datasets(cfg_dataset) -> Iterator[dict]:
         yield cfg_dataset
 
 
+def loader_datasets(cfg, loaders: Sequence[str]) -> Iterator[Tuple[str, dict]]:
+    """``(loader name, leaf dataset config)`` for each dataset of the config's
+    ``loaders`` that are set (wrappers such as ConcatDataset looked through)."""
+    for loader in loaders:
+        for ds in _datasets((cfg.get(loader) or {}).get('dataset')):
+            yield loader, ds
+
+
 def missing_data_files(cfg, loaders=('train_dataloader', 'val_dataloader',
                                      'test_dataloader')) -> List[Tuple[str, str, str]]:
     """``(loader, dataset type, path)`` for each annotation file or image folder of
     the config's datasets that does not exist."""
     missing = []
-    for loader in loaders:
-        loader_cfg = cfg.get(loader)
-        if not loader_cfg:
-            continue
-        for ds in _datasets(loader_cfg.get('dataset')):
-            root = ds.get('data_root') or ''
-            paths = []
-            if ds.get('ann_file'):
-                paths.append(ds['ann_file'])
-            prefix = ds.get('data_prefix') or {}
-            for key in ('img', 'img_path', 'seg_map_path'):
-                if prefix.get(key):
-                    paths.append(prefix[key])
-            for path in paths:
-                full = path if osp.isabs(path) else osp.join(root, path)
-                if not osp.exists(full):
-                    missing.append((loader, str(ds.get('type', '?')), osp.abspath(full)))
+    for loader, ds in loader_datasets(cfg, loaders):
+        root = ds.get('data_root') or ''
+        paths = []
+        if ds.get('ann_file'):
+            paths.append(ds['ann_file'])
+        prefix = ds.get('data_prefix') or {}
+        for key in ('img', 'img_path', 'seg_map_path'):
+            if prefix.get(key):
+                paths.append(prefix[key])
+        for path in paths:
+            full = path if osp.isabs(path) else osp.join(root, path)
+            if not osp.exists(full):
+                missing.append((loader, str(ds.get('type', '?')), osp.abspath(full)))
     return missing
 
 
@@ -137,36 +141,32 @@ def cityscapes_problems(cfg, loaders=('train_dataloader', 'val_dataloader',
         was found and what to run; empty when every folder looks usable.
     """
     problems: Dict[str, List[str]] = {}  # message -> loaders, in order of discovery
-    for loader in loaders:
-        loader_cfg = cfg.get(loader)
-        if not loader_cfg:
+    for loader, ds in loader_datasets(cfg, loaders):
+        if not _is_cityscapes(ds):
             continue
-        for ds in _datasets(loader_cfg.get('dataset')):
-            if not _is_cityscapes(ds):
-                continue
-            img_dir, seg_dir, cs_root = _cityscapes_dirs(ds)
-            img_suffix = ds.get('img_suffix', CITYSCAPES_IMG_SUFFIX)
-            seg_suffix = ds.get('seg_map_suffix', CITYSCAPES_SEG_MAP_SUFFIX)
-            convert = CONVERT_COMMAND.format(root=cs_root)
-            message = None
-            if osp.isdir(img_dir) and _first(img_dir, img_suffix) is None:
+        img_dir, seg_dir, cs_root = _cityscapes_dirs(ds)
+        img_suffix = ds.get('img_suffix', CITYSCAPES_IMG_SUFFIX)
+        seg_suffix = ds.get('seg_map_suffix', CITYSCAPES_SEG_MAP_SUFFIX)
+        convert = CONVERT_COMMAND.format(root=cs_root)
+        message = None
+        if osp.isdir(img_dir) and _first(img_dir, img_suffix) is None:
+            message = (
+                f'no *{img_suffix} images under {img_dir}: mmseg would find nothing '
+                'to train or test on. Unpack leftImg8bit_trainvaltest.zip into '
+                f'{cs_root} (leftImg8bit/<split>/<city>/*{img_suffix}).')
+        elif osp.isdir(seg_dir) and _first(seg_dir, seg_suffix) is None:
+            if _first(seg_dir, POLYGON_SUFFIX) is not None:
                 message = (
-                    f'no *{img_suffix} images under {img_dir}: mmseg would find nothing '
-                    'to train or test on. Unpack leftImg8bit_trainvaltest.zip into '
-                    f'{cs_root} (leftImg8bit/<split>/<city>/*{img_suffix}).')
-            elif osp.isdir(seg_dir) and _first(seg_dir, seg_suffix) is None:
-                if _first(seg_dir, POLYGON_SUFFIX) is not None:
-                    message = (
-                        f'{seg_dir} has Cityscapes polygons (*{POLYGON_SUFFIX}) but no '
-                        f'*{seg_suffix} label maps: the polygons are not converted yet. '
-                        f'Run `{convert}` once to write them.')
-                else:
-                    message = (
-                        f'no *{seg_suffix} label maps (nor *{POLYGON_SUFFIX} polygons '
-                        f'to make them from) under {seg_dir}. Unpack '
-                        f'gtFine_trainvaltest.zip into {cs_root}, then run `{convert}`.')
-            if message is not None:
-                problems.setdefault(message, []).append(loader)
+                    f'{seg_dir} has Cityscapes polygons (*{POLYGON_SUFFIX}) but no '
+                    f'*{seg_suffix} label maps: the polygons are not converted yet. '
+                    f'Run `{convert}` once to write them.')
+            else:
+                message = (
+                    f'no *{seg_suffix} label maps (nor *{POLYGON_SUFFIX} polygons '
+                    f'to make them from) under {seg_dir}. Unpack '
+                    f'gtFine_trainvaltest.zip into {cs_root}, then run `{convert}`.')
+        if message is not None:
+            problems.setdefault(message, []).append(loader)
     return [f'{", ".join(names)}: {message}' for message, names in problems.items()]
 
 
@@ -242,19 +242,17 @@ def check_cityscapes_eval_files(cfg, loaders: Sequence[str] = ('test_dataloader'
         loaders (Sequence[str]): The dataloaders to check.
         instance_ids (bool): Also require the instanceIds maps.
     """
-    for loader in loaders:
-        loader_cfg = cfg.get(loader) or {}
-        for ds in _datasets(loader_cfg.get('dataset')):
-            if not _is_cityscapes(ds):
-                continue
-            _, seg_dir, cs_root = _cityscapes_dirs(ds)
-            seg_suffix = ds.get('seg_map_suffix', CITYSCAPES_SEG_MAP_SUFFIX)
-            for seg_map in Path(seg_dir).rglob(f'*{seg_suffix}'):
-                label_ids = cityscapes_label_ids_path(str(seg_map))
-                needed = [label_ids]
-                if instance_ids:
-                    needed.append(cityscapes_instance_ids_path(label_ids))
-                for path in needed:
-                    if not osp.isfile(path):
-                        raise DatasetNotFoundError(
-                            f'{loader}: ' + label_ids_missing_message(path, cs_root))
+    for loader, ds in loader_datasets(cfg, loaders):
+        if not _is_cityscapes(ds):
+            continue
+        _, seg_dir, cs_root = _cityscapes_dirs(ds)
+        seg_suffix = ds.get('seg_map_suffix', CITYSCAPES_SEG_MAP_SUFFIX)
+        for seg_map in Path(seg_dir).rglob(f'*{seg_suffix}'):
+            label_ids = cityscapes_label_ids_path(str(seg_map))
+            needed = [label_ids]
+            if instance_ids:
+                needed.append(cityscapes_instance_ids_path(label_ids))
+            for path in needed:
+                if not osp.isfile(path):
+                    raise DatasetNotFoundError(
+                        f'{loader}: ' + label_ids_missing_message(path, cs_root))

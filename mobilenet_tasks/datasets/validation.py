@@ -455,7 +455,8 @@ def validate_datasets(cfg, loaders: Sequence[str] = ('train_dataloader',
             policy for a fault that cannot be skipped (an unreadable json, config
             classes missing from it).
     """
-    from .checks import _datasets, _is_cityscapes, _type_name  # no import cycle
+    from .checks import (_is_cityscapes, _type_name,  # no import cycle
+                         loader_datasets)
     policy = data_check_policy(cfg)
     if policy.policy == 'off':
         return []
@@ -463,85 +464,81 @@ def validate_datasets(cfg, loaders: Sequence[str] = ('train_dataloader',
     done: Dict[Tuple, Tuple] = {}  # the same data in several loaders: checked once
     lists: Dict[Tuple, str] = {}  # Cityscapes data -> the list file of its good images
     fatal, faults_all, log, skipped = [], [], [], 0
-    for loader in loaders:
-        loader_cfg = cfg.get(loader)
-        if not loader_cfg:
-            continue
-        for ds in _datasets(loader_cfg.get('dataset')):
-            root = ds.get('data_root') or ''
-            prefix = ds.get('data_prefix') or {}
-            if _is_cityscapes(ds):
-                if ds.get('ann_file'):
-                    continue  # a list file chose the images: not ours to check
-                img_dir = _resolve(root, prefix.get('img_path') or '')
-                seg_dir = _resolve(root, prefix.get('seg_map_path') or '')
-                key = ('cityscapes', img_dir, seg_dir)
-                if key not in done:
-                    classes = _class_names(ds, cfg)
-                    done[key] = check_cityscapes(
-                        img_dir, seg_dir, ds.get('img_suffix', '_leftImg8bit.png'),
-                        ds.get('seg_map_suffix', '_gtFine_labelTrainIds.png'),
-                        len(classes) if classes else CITYSCAPES_NUM_CLASSES,
-                        policy.decode_images, policy.decode_labels,
-                        policy.decode_limit)
-                faults, good, notes = done[key]
-                log += [f'{loader}: {note}' for note in notes]
-                if not faults:
-                    continue
-                faults_all += [(loader, f) for f in faults]
-                if policy.policy == 'skip':
-                    list_file = lists.get(key)
-                    if list_file is None:  # once for loaders sharing the data
-                        os.makedirs(out_dir, exist_ok=True)
-                        list_file = lists[key] = osp.join(
-                            out_dir, f'{loader}_{osp.basename(img_dir)}.txt')
-                        _write_replacing(list_file,
-                                         ''.join(f'{name}\n' for name in good))
-                        skipped += len(faults)
-                        log.append(f'{loader}: skipped {len(faults)} of '
-                                   f'{len(faults) + len(good)} images of {img_dir} '
-                                   f'(list of the others: {list_file}):')
-                        log += _summary(faults)
-                    ds['ann_file'] = list_file
-            elif str(ds.get('ann_file') or '').endswith('.json') and \
-                    ('img' in prefix or _type_name(ds) == 'CocoDataset'):
-                ann_file = _resolve(root, ds['ann_file'])
-                img_dir = _resolve(root, prefix.get('img') or '')
-                key = ('coco', ann_file, img_dir)
-                if key not in done:
-                    filter_cfg = ds.get('filter_cfg') or {}
-                    filter_empty = bool(filter_cfg.get('filter_empty_gt'))
-                    check = check_coco(ann_file, img_dir, _class_names(ds, cfg),
-                                       policy.decode_images, policy.decode_limit,
-                                       filter_empty)
-                    done[key] = (check, None)
-                check, cleaned = done[key]
-                log += [f'{loader}: {note}' for note in check.notes]
-                if not check.faults:
-                    continue
-                faults_all += [(loader, f) for f in check.faults]
-                unskippable = [f for f in check.faults if f.drop is None]
-                if unskippable:
-                    fatal += [(loader, f) for f in unskippable]
-                    continue
-                if policy.policy == 'skip':
-                    if cleaned is None:
-                        data, n_img, n_ann = clean_coco(check.data, check.faults)
-                        os.makedirs(out_dir, exist_ok=True)
-                        cleaned = osp.join(out_dir, f'{loader}_{osp.basename(ann_file)}')
-                        _write_replacing(cleaned, json.dumps(data))
-                        done[key] = (check, cleaned)
-                        skipped += len(check.faults)
-                        log.append(f'{loader}: skipped {n_img} images and {n_ann} '
-                                   f'annotations of {ann_file} for {len(check.faults)} '
-                                   f'faults (cleaned copy: {cleaned}):')
-                        log += _summary(check.faults)
-                    ds['ann_file'] = cleaned
-                    for evaluator in ('val_evaluator', 'test_evaluator'):
-                        for metric in _metrics(cfg.get(evaluator)):
-                            if metric.get('ann_file') and \
-                                    _resolve('', metric['ann_file']) == ann_file:
-                                metric['ann_file'] = cleaned
+    for loader, ds in loader_datasets(cfg, loaders):
+        root = ds.get('data_root') or ''
+        prefix = ds.get('data_prefix') or {}
+        if _is_cityscapes(ds):
+            if ds.get('ann_file'):
+                continue  # a list file chose the images: not ours to check
+            img_dir = _resolve(root, prefix.get('img_path') or '')
+            seg_dir = _resolve(root, prefix.get('seg_map_path') or '')
+            key = ('cityscapes', img_dir, seg_dir)
+            if key not in done:
+                classes = _class_names(ds, cfg)
+                done[key] = check_cityscapes(
+                    img_dir, seg_dir, ds.get('img_suffix', '_leftImg8bit.png'),
+                    ds.get('seg_map_suffix', '_gtFine_labelTrainIds.png'),
+                    len(classes) if classes else CITYSCAPES_NUM_CLASSES,
+                    policy.decode_images, policy.decode_labels,
+                    policy.decode_limit)
+            faults, good, notes = done[key]
+            log += [f'{loader}: {note}' for note in notes]
+            if not faults:
+                continue
+            faults_all += [(loader, f) for f in faults]
+            if policy.policy == 'skip':
+                list_file = lists.get(key)
+                if list_file is None:  # once for loaders sharing the data
+                    os.makedirs(out_dir, exist_ok=True)
+                    list_file = lists[key] = osp.join(
+                        out_dir, f'{loader}_{osp.basename(img_dir)}.txt')
+                    _write_replacing(list_file,
+                                     ''.join(f'{name}\n' for name in good))
+                    skipped += len(faults)
+                    log.append(f'{loader}: skipped {len(faults)} of '
+                               f'{len(faults) + len(good)} images of {img_dir} '
+                               f'(list of the others: {list_file}):')
+                    log += _summary(faults)
+                ds['ann_file'] = list_file
+        elif str(ds.get('ann_file') or '').endswith('.json') and \
+                ('img' in prefix or _type_name(ds) == 'CocoDataset'):
+            ann_file = _resolve(root, ds['ann_file'])
+            img_dir = _resolve(root, prefix.get('img') or '')
+            key = ('coco', ann_file, img_dir)
+            if key not in done:
+                filter_cfg = ds.get('filter_cfg') or {}
+                filter_empty = bool(filter_cfg.get('filter_empty_gt'))
+                check = check_coco(ann_file, img_dir, _class_names(ds, cfg),
+                                   policy.decode_images, policy.decode_limit,
+                                   filter_empty)
+                done[key] = (check, None)
+            check, cleaned = done[key]
+            log += [f'{loader}: {note}' for note in check.notes]
+            if not check.faults:
+                continue
+            faults_all += [(loader, f) for f in check.faults]
+            unskippable = [f for f in check.faults if f.drop is None]
+            if unskippable:
+                fatal += [(loader, f) for f in unskippable]
+                continue
+            if policy.policy == 'skip':
+                if cleaned is None:
+                    data, n_img, n_ann = clean_coco(check.data, check.faults)
+                    os.makedirs(out_dir, exist_ok=True)
+                    cleaned = osp.join(out_dir, f'{loader}_{osp.basename(ann_file)}')
+                    _write_replacing(cleaned, json.dumps(data))
+                    done[key] = (check, cleaned)
+                    skipped += len(check.faults)
+                    log.append(f'{loader}: skipped {n_img} images and {n_ann} '
+                               f'annotations of {ann_file} for {len(check.faults)} '
+                               f'faults (cleaned copy: {cleaned}):')
+                    log += _summary(check.faults)
+                ds['ann_file'] = cleaned
+                for evaluator in ('val_evaluator', 'test_evaluator'):
+                    for metric in _metrics(cfg.get(evaluator)):
+                        if metric.get('ann_file') and \
+                                _resolve('', metric['ann_file']) == ann_file:
+                            metric['ann_file'] = cleaned
     if fatal or (faults_all and policy.policy == 'fail'):
         listed = fatal if fatal and policy.policy == 'skip' else faults_all
         loaders_of: Dict[Fault, List[str]] = {}  # val and test often share data
