@@ -16,6 +16,7 @@ from mobilenet_tasks.datasets import make_demo_coco
 from mobilenet_tasks.datasets.checks import BadDataError, check_data_files
 from mobilenet_tasks.datasets.validation import (DataCheckHook, check_cityscapes,
                                                  data_check_policy, validate_datasets)
+from mobilenet_tasks.testing import tiny_ssdlite_config
 
 ROOT = Path(__file__).resolve().parents[2]
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
@@ -360,23 +361,7 @@ def test_check_cityscapes_decoding_can_be_turned_off_or_sampled(cityscapes):
 
 
 # ---------------------------------------------------------------- through the tools
-TINY = """
-_base_ = '{root}/configs/ssdlite_v3_large_demo.py'
-data_root = '{data}/'
-input_size = 64
-model = dict(backbone=dict(arch='small', expansion_indices=(9, ), out_indices=(12, )),
-             bbox_head=dict(anchor_generator=dict(input_size=input_size)))
-_pipe = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations', with_bbox=True),
-         dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
-         dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
-                                               'img_shape', 'scale_factor'))]
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=_pipe))
-val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, pipeline=_pipe))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
+TINY_SCHEDULE = """
 train_cfg = dict(max_iters=1, val_interval=100)
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=100))
 {extra}
@@ -385,7 +370,8 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=100))
 
 def _train(tmp_path, data, extra=''):
     config = tmp_path / 'tiny.py'
-    config.write_text(TINY.format(root=ROOT, data=data, extra=extra))
+    config.write_text(tiny_ssdlite_config(data, input_size=64)
+                      + TINY_SCHEDULE.format(extra=extra))
     proc = subprocess.run(
         [sys.executable, str(ROOT / 'tools/train.py'), str(config), '--work-dir',
          str(tmp_path / 'work')], cwd=tmp_path, capture_output=True, text=True,

@@ -11,31 +11,12 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from mobilenet_tasks.datasets.demo_coco import make_demo_coco
+from mobilenet_tasks.testing import tiny_ssdlite_config
 
 ROOT = Path(__file__).resolve().parents[2]
 ITERS, LR = 150, 3e-3  # overfitting 4 images
 
-TINY = """
-_base_ = '{root}/configs/ssdlite_v3_large_demo.py'
-input_size = 128
-data_root = '{data}/'
-model = dict(
-    backbone=dict(arch='small', expansion_indices=(9, ), out_indices=(12, )),
-    bbox_head=dict(anchor_generator=dict(input_size=input_size)))
-_pipe = [dict(type='LoadImageFromFile'),
-         dict(type='LoadAnnotations', with_bbox=True),
-         dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
-         dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
-                                               'img_shape', 'scale_factor'))]
-train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=_pipe,
-                                     ann_file='annotations/instances_{train}.json',
-                                     data_prefix=dict(img='{train}/')))
-val_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, pipeline=_pipe))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
+TINY_SCHEDULE = """
 train_cfg = dict(max_iters={iters}, val_interval={iters})
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
                         end=10)]
@@ -62,7 +43,9 @@ def four_images(tmp_path_factory):
 
 def _config(tmp_path, data, iters, lr=2e-3, train='train'):
     path = tmp_path / 'tiny.py'
-    path.write_text(TINY.format(root=ROOT, data=data, iters=iters, lr=lr, train=train))
+    path.write_text(tiny_ssdlite_config(data, input_size=128, batch_size=4,
+                                        train_split=train)
+                    + TINY_SCHEDULE.format(iters=iters, lr=lr))
     return path
 
 

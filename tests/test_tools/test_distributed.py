@@ -25,6 +25,7 @@ from mmengine.runner import Runner
 from mobilenet_tasks.datasets.cityscapes_convert import convert_cityscapes
 from mobilenet_tasks.datasets.demo_cityscapes import make_demo_cityscapes
 from mobilenet_tasks.datasets.demo_coco import make_demo_coco
+from mobilenet_tasks.testing import tiny_ssdlite_config
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 3
@@ -59,25 +60,7 @@ default_hooks = dict(logger=dict(interval=1),
 randomness = dict(seed=0)
 """
 
-DETECTION = """
-_base_ = '{root}/configs/ssdlite_v3_large_demo.py'
-input_size = 128
-data_root = '{data}/'
-model = dict(
-    backbone=dict(arch='small', expansion_indices=(9, ), out_indices=(12, )),
-    bbox_head=dict(anchor_generator=dict(input_size=input_size)))
-_pipe = [dict(type='LoadImageFromFile'),
-         dict(type='LoadAnnotations', with_bbox=True),
-         dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
-         dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
-                                               'img_shape', 'scale_factor'))]
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=_pipe))
-val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, pipeline=_pipe))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
+DETECTION_SCHEDULE = """
 train_cfg = dict(max_iters={steps}, val_interval={steps})
 param_scheduler = []
 default_hooks = dict(logger=dict(interval=1),
@@ -223,7 +206,8 @@ def test_bn_detection_train_and_test_on_two_gloo_processes(tmp_path):
     data = tmp_path / 'coco'
     make_demo_coco(data, num_train=8, num_val=NUM_VAL, image_size=128, seed=3)
     config = tmp_path / 'det.py'
-    config.write_text(DETECTION.format(root=ROOT, data=data, steps=STEPS))
+    config.write_text(tiny_ssdlite_config(data)
+                      + DETECTION_SCHEDULE.format(steps=STEPS))
     work = tmp_path / 'work'
     code, log = _run('bash', ROOT / 'tools/dist_train.sh', config, 2, '--work-dir', work,
                      cwd=tmp_path)
