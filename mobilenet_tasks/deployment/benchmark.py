@@ -415,14 +415,8 @@ def quantize_int8(built: Built, fp32_path: str, int8_path: str, size,
 
 
 def ort_session(path: str, threads: int):
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    options.add_session_config_entry('session.set_denormal_as_zero', '1')
-    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    from mobilenet_tasks.deployment.ort_model import cpu_session
+    return cpu_session(path, threads, denormals_as_zero=True)
 
 
 def _flat(outputs) -> np.ndarray:

@@ -575,7 +575,6 @@ def compare_with_onnxruntime(config, checkpoint: Optional[str], onnx_path,
         labels differ, only the sorted scores are compared).
     """
     import numpy as np
-    import onnxruntime as ort
     if model is None:
         model, _, _ = load_model(config, checkpoint)
     meta = read_metadata(onnx_path)
@@ -584,10 +583,8 @@ def compare_with_onnxruntime(config, checkpoint: Optional[str], onnx_path,
     h, w = _check_shape(tuple(input_shape))
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, 3, h, w, generator=gen)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(os.fspath(onnx_path), options,
-                                   providers=['CPUExecutionProvider'])
+    from .ort_model import cpu_session  # ort_model imports this module
+    session = cpu_session(onnx_path)
     names = [o.name for o in session.get_outputs()]
     got = session.run(names, {'input': x.numpy()})
     if _is_detector(model):

@@ -34,14 +34,26 @@ from mobilenet_tasks.registry import MODELS
 from .onnx_export import read_metadata
 
 
-def _session(onnx_file: str, threads: Optional[int]):
+def cpu_session(onnx_file, threads: Optional[int] = None,
+                denormals_as_zero: bool = False):
+    """An onnxruntime session on the CPU, quiet (errors only).
+
+    Args:
+        onnx_file (str): The model.
+        threads (int, optional): Intra-op threads (one inter-op thread); None:
+            onnxruntime's default (all cores).
+        denormals_as_zero (bool): Flush denormal floats to zero (for timing: random
+            weights can produce them, trained models rarely do).
+    """
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
-    return ort.InferenceSession(onnx_file, options,
+    if denormals_as_zero:
+        options.add_session_config_entry('session.set_denormal_as_zero', '1')
+    return ort.InferenceSession(os.fspath(onnx_file), options,
                                 providers=['CPUExecutionProvider'])
 
 
@@ -87,7 +99,7 @@ class ONNXRuntimeModel(BaseModel):
                              f'({self.metadata.get("config", "see its metadata")})')
         self.task = task
         self.with_nms = bool(self.metadata.get('nms', False))
-        self.session = _session(onnx_file, threads)
+        self.session = cpu_session(onnx_file, threads)
         shape = self.session.get_inputs()[0].shape  # ints, or names if dynamic
         self._fixed_batch = shape[0] if isinstance(shape[0], int) else None
         self._fixed_size = tuple(shape[2:]) if all(

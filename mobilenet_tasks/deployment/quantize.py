@@ -706,11 +706,8 @@ def quantize_model(fp32_path: PathLike,
 def run_onnx(path: PathLike, batches: Iterable[np.ndarray], output: int = 0
              ) -> List[np.ndarray]:
     """Run a model (onnxruntime, CPU) on preprocessed batches; one output each."""
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(os.fspath(path), options,
-                                   providers=['CPUExecutionProvider'])
+    from .ort_model import cpu_session
+    session = cpu_session(path)
     name = session.get_inputs()[0].name
     out = session.get_outputs()[output].name
     return [session.run([out], {name: b})[0] for b in batches]
