@@ -1,4 +1,6 @@
 """Lite R-ASPP and R-ASPP decode heads: arguments, shapes, values, torchvision, mmseg."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +12,7 @@ from mmseg.structures import SegDataSample
 
 from mobilenet_tasks.models.decode_heads import LRASPPHead, RASPPHead
 from mobilenet_tasks.registry import MODELS
+from mobilenet_tasks.testing import assert_float64_close
 
 
 def _lraspp(**kwargs):
@@ -89,25 +92,28 @@ def test_lraspp_large_pool_gate_is_hand_computation():
     head = LRASPPHead(in_channels=(1, 1), channels=1, num_classes=3,
                       pool_kernel=3, pool_stride=1)
     head.scale_conv.weight.data.fill_(0.5)
-    high = torch.arange(16.).reshape(1, 1, 4, 4)
+    head.double()  # float64: the hand computation and the head agree to its rounding
+    high = torch.arange(16., dtype=torch.float64).reshape(1, 1, 4, 4)
     # 3x3 windows of a 4x4 ramp: means are the window centres
-    pooled = torch.tensor([[5., 6.], [9., 10.]])
+    pooled = torch.tensor([[5., 6.], [9., 10.]], dtype=torch.float64)
     s = torch.sigmoid(0.5 * pooled)
     # bilinear 2 -> 4, align_corners=False: sources -0.25 (clamped), 0.25, 0.75, 1.25
-    up = torch.tensor([[1., 0.], [.75, .25], [.25, .75], [0., 1.]])
+    up = torch.tensor([[1., 0.], [.75, .25], [.25, .75], [0., 1.]], dtype=torch.float64)
     expected = up @ s @ up.T
     gate = head.gate(high)
     assert gate.shape == (1, 1, 4, 4)
-    torch.testing.assert_close(gate[0, 0], expected, atol=1e-6, rtol=0)
+    assert_float64_close(gate[0, 0], expected, 'gate')
     # the whole head, by hand, with the stride (16, 20) default pooled to one cell
     head = _lraspp(dropout_ratio=0).eval()
     _randomize_bn(head)
-    low, high = torch.randn(1, 8, 10, 12), torch.randn(1, 16, 49, 49)
+    head.double()
+    low = torch.randn(1, 8, 10, 12, dtype=torch.float64)
+    high = torch.randn(1, 16, 49, 49, dtype=torch.float64)
     with torch.no_grad():
         gate = torch.sigmoid(head.scale_conv(high.mean((2, 3), keepdim=True)))
         x = F.interpolate(head.cbr(high) * gate, size=(10, 12), mode='bilinear')
         expected = head.conv_seg(x) + head.low_classifier(low)
-        torch.testing.assert_close(head([low, high]), expected, atol=1e-6, rtol=0)
+        assert_float64_close(head([low, high]), expected, 'head')
 
 
 def test_lraspp_equals_torchvision_with_global_pool():
@@ -136,14 +142,16 @@ def test_lraspp_equals_torchvision_with_global_pool():
     assert set(mapping.values()) == set(tv_state)
     ours.load_state_dict({k: tv_state[v] for k, v in mapping.items()}, strict=True)
     tv.eval(), ours.eval()
-    low, high = torch.randn(2, low_c, 33, 47), torch.randn(2, high_c, 17, 24)
+    tv.double(), ours.double()  # float64: see mobilenet_tasks/testing.py
+    low = torch.randn(2, low_c, 33, 47, dtype=torch.float64)
+    high = torch.randn(2, high_c, 17, 24, dtype=torch.float64)
     with torch.no_grad():
         expected = tv({'low': low, 'high': high})
         got = ours([low, high])
     assert got.shape == expected.shape == (2, num_classes, 33, 47)
-    diff = (got - expected).abs().max().item()
-    print(f'max abs diff vs torchvision: {diff:.3g}')
-    assert diff <= 1e-5
+    assert expected.std() > 0.1  # outputs a wrong mapping would change
+    diff = assert_float64_close(got, expected, 'vs torchvision')
+    print(f'max abs diff vs torchvision (float64): {diff:.3g}')
 
 
 def test_raspp_is_aspp_with_1x1_projection_and_trains():
@@ -168,7 +176,9 @@ def test_raspp_is_aspp_with_1x1_projection_and_trains():
     head.eval(), aspp.eval()
     with torch.no_grad():
         out = head(feats)
-        torch.testing.assert_close(out, aspp(feats), atol=1e-5, rtol=0)
+        head64, aspp64 = copy.deepcopy(head).double(), copy.deepcopy(aspp).double()
+        feats64 = [f.double() for f in feats]
+        assert_float64_close(head64(feats64), aspp64(feats64), 'R-ASPP vs ASPP')
     assert out.shape == (2, 4, 8, 16)
     # a loss step through mmseg's loss_by_feat
     head.train()

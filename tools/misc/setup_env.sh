@@ -12,6 +12,12 @@
 #   build environment with setuptools<70 (it imports pkg_resources), and with -std=c++17
 #   raised to -std=c++20 (torch 2.14's headers need C++20).
 # - mmseg 1.2.2 imports ftfy and regex without declaring them: in requirements/runtime.txt.
+#
+# Every package resolves to the version the test suite last passed with:
+# requirements/constraints.txt pins each one (the requirement files name what is needed,
+# the constraints which version), so a fresh machine next month installs what was
+# tested. Upgrading is one deliberate edit of that file (regenerate it with
+# `.venv/bin/python -m pip freeze --exclude-editable`, then run `make test`).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -37,10 +43,11 @@ PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
 # This machine's pip config names local indexes that may not exist; hide those warnings.
 quiet_pip() { "${PIP[@]}" "$@" 2> >(grep -v "is ignored: it is neither a file" >&2); }
-quiet_pip install -q --upgrade "pip<25"
+CONSTRAINTS=(-c requirements/constraints.txt)
+quiet_pip install -q "${CONSTRAINTS[@]}" --upgrade pip
 
 log "installing PyTorch (requirements/torch.txt; about a minute the first time)"
-quiet_pip install -q -r requirements/torch.txt
+quiet_pip install -q "${CONSTRAINTS[@]}" -r requirements/torch.txt
 
 # The cached wheel is only good for the torch it was compiled against: key it by version.
 TORCH_VERSION=$("$PY" -c 'import torch; print(torch.__version__)')
@@ -49,7 +56,10 @@ mmcv_wheel=$(ls "$CACHE"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n 1 || tru
 if [ -z "$mmcv_wheel" ]; then
   log "building mmcv $MMCV_VERSION with its compiled ops from source."
   log "This takes 6 to 18 minutes on 2 cores; it is done once and cached in $CACHE."
-  quiet_pip install -q -r requirements/build.txt
+  # The build needs an older setuptools than torch declares (build.txt says why); the
+  # runtime install below puts the declared one back. The resolver's conflict report for
+  # this intermediate state is expected, so it is not printed.
+  quiet_pip install -q --no-warn-conflicts -r requirements/build.txt
   build=$(mktemp -d)
   trap 'rm -rf "$build"' EXIT
   quiet_pip download -q --no-deps --no-binary mmcv --no-build-isolation \
@@ -67,7 +77,7 @@ if [ -z "$mmcv_wheel" ]; then
 fi
 
 log "installing the OpenMMLab stack and the project"
-quiet_pip install -q "$mmcv_wheel" -r requirements/mminstall.txt \
+quiet_pip install -q "${CONSTRAINTS[@]}" "$mmcv_wheel" -r requirements/mminstall.txt \
   -r requirements/runtime.txt -r requirements/optional.txt -r requirements/tests.txt
 quiet_pip install -q --no-deps --no-build-isolation --use-pep517 -e .
 "$PY" -c "import mmcv.ops, mmdet, mmseg, mmpretrain.models, mobilenet_tasks; \
