@@ -12,10 +12,17 @@ from mmengine.structures import InstanceData
 from mobilenet_tasks.models.dense_heads import SSDLiteHead
 from mobilenet_tasks.models.task_modules import SSDLiteAnchorGenerator
 from mobilenet_tasks.registry import MODELS
+from mobilenet_tasks.testing import FLOAT32_EPS, max_abs_diff
 from mobilenet_tasks.utils.config import build_model
+from mobilenet_tasks.utils.model_index import load_model_index
+from mobilenet_tasks.utils.paper import PAPER_TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZES = [(20, 20), (10, 10), (5, 5), (3, 3), (2, 2), (1, 1)]
+# Anchors are float32 constants: a few correctly rounded float32 operations (the same
+# on every CPU) per coordinate of < 512 px, in another order in each library; 4 ulps
+# of 512 px bound the difference.
+ANCHOR_TOL = 4 * FLOAT32_EPS * 512
 
 
 def test_anchors_match_torchvision_default_boxes():
@@ -26,7 +33,7 @@ def test_anchors_match_torchvision_default_boxes():
     xyxy = torch.cat([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2],
                      1)
     assert ours.shape == (3234, 4)
-    torch.testing.assert_close(ours, xyxy, atol=1e-3, rtol=0)
+    assert max_abs_diff(ours, xyxy) <= ANCHOR_TOL
 
 
 def test_reduced_lowest_level_is_tf_layout():
@@ -36,9 +43,9 @@ def test_reduced_lowest_level_is_tf_layout():
     wh = first[:, 2:] - first[:, :2]
     # scale 0.1 at ratio 1; scale 0.2 at ratios 2 and 1/2 (TF's lowest layer)
     expected = torch.tensor([[32., 32.], [64 * 2**.5, 64 / 2**.5], [64 / 2**.5, 64 * 2**.5]])
-    torch.testing.assert_close(wh, expected)
+    torch.testing.assert_close(wh, expected, atol=ANCHOR_TOL, rtol=0)
     centre = (first[0, :2] + first[0, 2:]) / 2
-    torch.testing.assert_close(centre, torch.tensor([8., 8.]))  # cell centre, stride 16
+    assert torch.equal(centre, torch.tensor([8., 8.]))  # cell centre, stride 16: exact
 
 
 def test_anchor_generator_rejects_bad_arguments():
@@ -114,8 +121,67 @@ DETECTION_CONFIGS = sorted(
     str(p.relative_to(ROOT)) for p in (ROOT / 'configs').glob('ssdlite_*.py'))
 
 
+# Table 6's rows (mobilenet_tasks.utils.paper, ../shared/PAPER_TABLES.md) and the
+# backbone of each: class, arch, width, reduced tail (†), and the two taps SSDLite reads
+# as (module, channels): C4 at stride 16 (the expansion of block 13 of V3-Large and
+# MnasNet, 9 of V3-Small, 14 of V2 = TF's "layer_15"; V1's block 11, it has no
+# expansion) and C5 at stride 32 (the last layer; V2's and MnasNet's scaled by the
+# width, as TF's extractors do).
+TABLE_6_BACKBONES = {
+    'V3': ('MobileNetV3', 'large', 1.0, False,
+           ('layers.13.expand_conv', 672), ('layers.16', 960)),
+    'V3†': ('MobileNetV3', 'large', 1.0, True,
+            ('layers.13.expand_conv', 672), ('layers.16', 480)),
+    'V3-Small': ('MobileNetV3', 'small', 1.0, False,
+                 ('layers.9.expand_conv', 288), ('layers.12', 576)),
+    'V3-Small†': ('MobileNetV3', 'small', 1.0, True,
+                  ('layers.9.expand_conv', 288), ('layers.12', 288)),
+    'V2': ('MobileNetV2', None, 1.0, False,
+           ('layers.14.expand_conv', 576), ('layers.18', 1280)),
+    'V2 0.5': ('MobileNetV2', None, 0.5, False,
+               ('layers.14.expand_conv', 288), ('layers.18', 640)),
+    'V2 0.35': ('MobileNetV2', None, 0.35, False,
+                ('layers.14.expand_conv', 192), ('layers.18', 448)),
+    'MnasNet': ('MnasNet', None, 1.0, False,
+                ('layers.13.expand_conv', 672), ('layers.17', 1280)),
+    'MnasNet 0.5': ('MnasNet', None, 0.5, False,
+                    ('layers.13.expand_conv', 336), ('layers.17', 640)),
+    'MnasNet 0.35': ('MnasNet', None, 0.35, False,
+                     ('layers.13.expand_conv', 240), ('layers.17', 448)),
+    'V1': ('MobileNetV1', None, 1.0, False, ('layers.11', 512), ('layers.13', 1024)),
+}
+
+
 def test_every_table_6_row_is_covered():
-    assert len([c for c in DETECTION_CONFIGS if c.endswith('_coco.py')]) >= 11
+    """Each row of the paper's Table 6 is one model-index entry whose config exists,
+    is among the configs built and run above, and builds that row's backbone with
+    its C4 and C5 taps, at 320x320."""
+    rows = sorted(PAPER_TABLES['6'][1])
+    assert sorted(TABLE_6_BACKBONES) == rows  # this test knows every row
+    configs = {}
+    for entry in load_model_index():
+        paper = entry.get('Paper') or {}
+        if str(paper.get('Table')) == '6':
+            configs.setdefault(str(paper['Row']), []).append(entry['Config'])
+    assert sorted(configs) == rows, 'rows without a model-index entry: ' \
+        f'{sorted(set(rows) - set(configs))}, unknown: {sorted(set(configs) - set(rows))}'
+    wrong = {}
+    for row in rows:
+        assert len(configs[row]) == 1, (row, configs[row])
+        config = Path(configs[row][0])
+        assert config.is_file(), f'Table 6 row {row!r}: {config} does not exist'
+        assert str(config.relative_to(ROOT)) in DETECTION_CONFIGS
+        model = build_model(str(config), init_weights=False)
+        backbone = model.backbone
+        built = (type(backbone).__name__, getattr(backbone, 'arch', None),
+                 backbone.widen_factor, getattr(backbone, 'reduced_tail', False),
+                 tuple((f['module'], f['num_chs'], f['reduction'])
+                       for f in backbone.feature_info),
+                 model.bbox_head.prior_generator.input_size)
+        kind, arch, width, reduced, c4, c5 = TABLE_6_BACKBONES[row]
+        if built != (kind, arch, width, reduced, ((*c4, 16), (*c5, 32)), (320, 320)):
+            wrong[row] = (config.name, built)
+    assert not wrong, wrong
 
 
 @pytest.mark.parametrize('config', DETECTION_CONFIGS)

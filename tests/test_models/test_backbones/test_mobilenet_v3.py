@@ -4,6 +4,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mobilenet_tasks.models.backbones import MobileNetV3, make_divisible
 from mobilenet_tasks.registry import MODELS
+from mobilenet_tasks.testing import assert_float64_close
 
 
 def test_make_divisible():
@@ -156,18 +157,45 @@ def test_norm_eval():
 
 
 def test_with_cp_same_output_and_grads():
+    """with_cp: each block's activations are recomputed in the backward pass (not
+    kept), and the output and every gradient are those of the plain model. In
+    float64, where the two can differ by rounding alone (~1e-16 relative) and a real
+    difference stands out."""
     torch.manual_seed(0)
-    plain = MobileNetV3('small', out_indices=(12, ))
-    cp_model = MobileNetV3('small', out_indices=(12, ), with_cp=True)
+    plain = MobileNetV3('small', out_indices=(12, )).double()
+    cp_model = MobileNetV3('small', out_indices=(12, ), with_cp=True).double()
     cp_model.load_state_dict(plain.state_dict())
-    x = torch.rand(2, 3, 32, 32, requires_grad=True)
-    y1 = plain(x)[0]
-    y2 = cp_model(x)[0]
-    torch.testing.assert_close(y1, y2)
-    y1.sum().backward()
-    g1 = plain.layers[5].project_conv.conv.weight.grad.clone()
-    y2.sum().backward()
-    torch.testing.assert_close(g1, cp_model.layers[5].project_conv.conv.weight.grad)
+    x = torch.rand(2, 3, 32, 32, dtype=torch.float64)
+    weights = torch.rand(2, 576, 1, 1, dtype=torch.float64)  # a loss of every output
+    runs = {}
+    for name, model in (('plain', plain), ('cp', cp_model)):
+        blocks = model.layers[1:model.num_blocks + 1]
+        calls = dict(forward=0, backward=0)
+        phase = ['forward']
+
+        def count(*_):
+            calls[phase[0]] += 1
+
+        # a pre-hook: checkpointing's recomputation stops once it has recomputed what
+        # backward needs (inside project_conv), before forward hooks would run
+        hooks = [b.project_conv.register_forward_pre_hook(count) for b in blocks]
+        inputs = x.clone().requires_grad_()
+        y = model(inputs)[0]
+        phase[0] = 'backward'
+        (y * weights).sum().backward()
+        for hook in hooks:
+            hook.remove()
+        grads = {k: p.grad for k, p in model.named_parameters()}
+        runs[name] = (y, inputs.grad, grads, calls)
+    n = plain.num_blocks
+    assert runs['plain'][3] == dict(forward=n, backward=0)
+    assert runs['cp'][3] == dict(forward=n, backward=n), 'no block was recomputed'
+    (y1, gx1, g1, _), (y2, gx2, g2, _) = runs['plain'], runs['cp']
+    assert_float64_close(y2, y1, 'output')
+    assert_float64_close(gx2, gx1, 'input gradient')
+    assert g1.keys() == g2.keys()
+    for k in g1:
+        assert_float64_close(g2[k], g1[k], f'gradient of {k}')
 
 
 def test_act_cfg_replaces_hswish_only():
