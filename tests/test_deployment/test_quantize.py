@@ -43,10 +43,13 @@ def _load_tool():
 # uniform in +-s/2 (s its scale), rms s / sqrt(12), i.e. s / sqrt(12 mean(x^2)) of its
 # own rms; each weight tensor likewise with its per-channel scales. If every one of
 # these errors reached the output undamped and independently, the output's relative
-# rms error would be the root of the sum of their squares: that is the bound. It holds
-# for networks whose layers do not amplify relative errors (trained ones, and the
-# random ones below, see _calm); a wrong calibration range (clipping), a wrong scale
-# or zero point, or a layer computing something else adds errors that rounding cannot
+# rms error would be the root of the sum of their squares: that is the bound (it
+# comes from the scales the calibration chose and the magnitudes of the tensors, not
+# from any measured int8 error). It holds for networks whose layers do not amplify
+# relative errors: trained ones, and the random ones of _calm (measured 0.3-0.7 of
+# the bound, within +-15% over models whose weights differ by 1e-6, as BN folding on
+# another CPU may make them). A wrong calibration range (clipping), a wrong scale or
+# zero point, or a layer computing something else adds errors that rounding cannot
 # explain.
 def _session(proto, extra_outputs=(), fused=True):
     """An onnxruntime session of ``proto`` with ``extra_outputs`` as outputs; not
@@ -95,23 +98,25 @@ def _rms(x) -> float:
     return float(np.sqrt(np.mean(np.square(np.asarray(x, np.float64)))))
 
 
-def _calm(model, seed=0):
-    """``randomize_``, then the backbone's convolutions scaled by 0.9.
+def _calm(model, seed: int, factor: float):
+    """``randomize_``, then the backbone's convolutions scaled by ``factor``.
 
-    He-normal weights with random BN make the SSDLite demo's MobileNetV3-Large
-    amplify relative errors (a float32 rounding grows 30x more than in the segmentors;
-    int8 rounding grows to 40-75% of the head outputs, over the rounding bound, and a
-    different 40-75% on every CPU, as one rounding step that flips early changes all
-    that follows). Scaled by 0.9 it damps them as the segmentors do (float32 error
-    1e-6 of the scale, int8 error 12% of the rms, under the bound of 16-19%), and its
-    outputs still vary by 28% of their rms from image to image (at 0.7 by 0.1%: the
-    random BN biases would decide everything).
+    He-normal weights with random BN make MobileNetV3 amplify relative errors near
+    the edge of chaos: int8 rounding then grows to 10-15% of the segmentors' logits
+    (2/3 of the bound, and a different 10-15% whenever the weights change by 1e-6)
+    and to 40-75% of the SSDLite demo's head outputs (over the bound: one rounding
+    step that flips early changes all that follows, so every CPU gets another
+    result). Scaled down a little the network damps them (the SSDLite demo at 0.9:
+    int8 error 0.11-0.12 of the rms, bound 0.165; LR-ASPP, seed 1, at 0.95:
+    0.034-0.049, bound 0.15; R-ASPP at 0.95: 0.05-0.08, bound 0.15), and its outputs
+    still depend on the image (SSDLite at 0.9: by 28% of their rms; at 0.7 by 0.1%,
+    the random BN biases deciding everything) and several classes still win.
     """
     assert randomize_(model, torch.Generator().manual_seed(seed)) > 0
     with torch.no_grad():
         for m in model.backbone.modules():
             if isinstance(m, torch.nn.Conv2d):
-                m.weight.mul_(0.9)
+                m.weight.mul_(factor)
     return model
 
 
@@ -167,11 +172,12 @@ def _write_streets(folder: Path, num: int, seed: int) -> list:
 def seg_model(tmp_path_factory):
     """``(fp32 .onnx path, config, calibration folder, held-out image paths)``: the demo
     segmentor with random weights and random BN statistics (fresh ones give logits
-    near 0, whose argmax quantization noise decides), exported at 64x128."""
+    near 0, whose argmax quantization noise decides; see ``_calm``), exported at
+    64x128."""
     tmp = tmp_path_factory.mktemp('quant_seg')
     cfg = _small_seg_config()
     model, _, meta = load_model(cfg)
-    assert randomize_(model, torch.Generator().manual_seed(0)) > 0
+    _calm(model, seed=1, factor=0.95)
     path = export_loaded(model, cfg, meta, SEG, tmp / 'fp32.onnx', SHAPE)
     _write_streets(tmp / 'calib', 4, seed=1)
     held_out = _write_streets(tmp / 'held_out', 2, seed=2)
@@ -219,7 +225,7 @@ def test_quantize_raspp(tmp_path):
     logits follow fp32's."""
     cfg = _small_seg_config(RASPP)
     model, _, meta = load_model(cfg)
-    assert randomize_(model, torch.Generator().manual_seed(0)) > 0
+    _calm(model, seed=1, factor=0.95)
     fp32 = export_loaded(model, cfg, meta, RASPP, tmp_path / 'fp32.onnx', SHAPE)
     calib = _write_streets(tmp_path / 'calib', 2, seed=1)
     held_out = _write_streets(tmp_path / 'held_out', 1, seed=2)
@@ -327,7 +333,7 @@ def test_detection_with_nms_in_the_graph(tmp_path):
     detections."""
     from torchvision.ops import box_iou
     model, cfg, meta = load_model(DET)
-    _calm(model)  # class logits of a few units: scores spread, no ties
+    _calm(model, seed=0, factor=0.9)  # class logits of a few units: spread scores
     fp32 = export_loaded(model, cfg, meta, DET, tmp_path / 'det.onnx', (160, 160))
     folder = tmp_path / 'images'
     folder.mkdir()
