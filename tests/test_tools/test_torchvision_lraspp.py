@@ -24,7 +24,6 @@ see mobilenet_tasks/testing.py for why): logits agree to float64 rounding. The
 preprocessing is compared on its output: ours (in float64) is torchvision's formula
 exactly, torchvision's own transforms (float32) agree with it to float32 rounding.
 """
-import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +39,7 @@ from mmseg.structures import SegDataSample
 from mobilenet_tasks.converters import (TORCHVISION_LRASPP_CONFIG,
                                         convert_torchvision_lraspp)
 from mobilenet_tasks.utils.config import build_model, load_config
-from mobilenet_tasks.testing import (FLOAT32_EPS, assert_float64_close, float64_copy,
+from mobilenet_tasks.testing import (FLOAT32_EPS, assert_float64_close,
                                      float64_tolerance, max_abs, max_abs_diff,
                                      randomize_)
 
@@ -112,16 +111,6 @@ def ours(cli_run):
                     logger='silent')
     model.cfg = load_config(str(CONFIG))  # what inference_model reads the pipeline from
     return model.eval()
-
-
-@pytest.fixture(scope='module')
-def reference64(reference):
-    return copy.deepcopy(reference).double()
-
-
-@pytest.fixture(scope='module')
-def ours64(ours):
-    return float64_copy(ours)  # the config's mean and std in float64 too
 
 
 def exact_input(rgb: torch.Tensor) -> torch.Tensor:

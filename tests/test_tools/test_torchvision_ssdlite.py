@@ -29,7 +29,6 @@ mobilenet_tasks/testing.py for why): the head outputs agree to float64 rounding,
 the detections to what the one float32 constant each library keeps, its anchors (built
 in float32 in the generators' constructors), allows: ``box_tolerance``.
 """
-import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +44,7 @@ from mobilenet_tasks.converters import (COCO_CATEGORY_IDS, TORCHVISION_SSDLITE_C
                                         convert_torchvision_ssdlite)
 from mobilenet_tasks.converters.torchvision_ssdlite import COCO_UNUSED_IDS
 from mobilenet_tasks.utils.config import load_config
-from mobilenet_tasks.testing import (FLOAT32_EPS, assert_float64_close, float64_copy,
+from mobilenet_tasks.testing import (FLOAT32_EPS, assert_float64_close,
                                      float64_tolerance, max_abs, max_abs_diff,
                                      randomize_)
 
@@ -109,16 +108,6 @@ def ours(cli_run):
                     logger='silent')
     model.cfg = cfg  # what inference_detector reads the test pipeline from
     return model.eval()
-
-
-@pytest.fixture(scope='module')
-def reference64(reference):
-    return copy.deepcopy(reference).double()
-
-
-@pytest.fixture(scope='module')
-def ours64(ours):
-    return float64_copy(ours)  # the config's mean and std in float64 too
 
 
 @pytest.fixture
