@@ -1,43 +1,46 @@
 """Registries of mobilenet_tasks: children of mmengine's root registries.
 
-Their scope is ``mobilenet_tasks``, so our modules are reachable from any mmdet, mmseg or
-mmpretrain config as ``type='mobilenet_tasks.MobileNetV3'`` and, in our own configs
-(``default_scope='mobilenet_tasks'``), as ``type='MobileNetV3'``; mmdet's and mmseg's are
-reached from ours as ``type='mmdet.SSDHead'``. ``locations`` makes building a config import
-the module that registers a name, so no ``custom_imports`` is needed for our own names.
+Their scope is ``mobilenet_tasks``: every name is reachable from any mmdet, mmseg or
+mmpretrain config (and from ours, which set no ``default_scope`` and name every type
+in full) as ``type='mobilenet_tasks.<Name>'``, e.g. ``'mobilenet_tasks.MobileNetV3'``.
+Inside our scope (``register_all_modules()`` or ``default_scope='mobilenet_tasks'``)
+the short name works too.
+
+``locations`` are the modules that register each registry's names, exactly: building
+a config imports them, so a config (a dumped one too) builds in a fresh process with no
+``custom_imports`` (``tests/test_registry.py`` builds every registered name that way).
+A new registered class goes in a module listed here, or in a package whose
+``__init__`` imports it.
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
-from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
-from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import Registry
 
-# Backbones, necks, heads and whole models.
+# Backbones, necks, heads and whole models; the models that run exported files.
 MODELS = Registry(
     'model', parent=MMENGINE_MODELS,
-    locations=['mobilenet_tasks.models', 'mobilenet_tasks.deployment.ort_model'])
-# Anchor generators, box coders and other task utilities.
+    locations=['mobilenet_tasks.models', 'mobilenet_tasks.backends.model'])
+# Anchor generators and other task utilities.
 TASK_UTILS = Registry(
     'task util', parent=MMENGINE_TASK_UTILS, locations=['mobilenet_tasks.models'])
-# Datasets (demo data, checked COCO and Cityscapes loaders).
+# Datasets: the checked-dataset wrapper.
 DATASETS = Registry(
     'dataset', parent=MMENGINE_DATASETS, locations=['mobilenet_tasks.datasets'])
-# Data transforms.
-TRANSFORMS = Registry(
-    'transform',
-    parent=MMENGINE_TRANSFORMS,
-    locations=['mobilenet_tasks.datasets'])
 # Evaluation metrics.
 METRICS = Registry(
     'metric', parent=MMENGINE_METRICS, locations=['mobilenet_tasks.evaluation'])
-# Runner hooks.
+# Runner hooks: checkpointing and RNG state, the data-check report.
 HOOKS = Registry(
-    'hook', parent=MMENGINE_HOOKS, locations=['mobilenet_tasks.engine'])
-# Visualizers for drawn results.
-VISUALIZERS = Registry(
-    'visualizer',
-    parent=MMENGINE_VISUALIZERS,
-    locations=['mobilenet_tasks.visualization'])
+    'hook', parent=MMENGINE_HOOKS,
+    locations=['mobilenet_tasks.engine', 'mobilenet_tasks.datasets.checks'])
+# Model wrappers: DistributedDataParallel for CPU processes.
+MODEL_WRAPPERS = Registry(
+    'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS,
+    locations=['mobilenet_tasks.engine'])
+
+ALL = dict(MODELS=MODELS, TASK_UTILS=TASK_UTILS, DATASETS=DATASETS, METRICS=METRICS,
+           HOOKS=HOOKS, MODEL_WRAPPERS=MODEL_WRAPPERS)

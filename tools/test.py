@@ -3,12 +3,12 @@
     python tools/test.py CONFIG CHECKPOINT [--out results.pkl] [--show-dir DIR]
         [--cityscapes-eval] [--fuse-conv-bn] [--onnx-threads N]
 
-CHECKPOINT may be a PyTorch checkpoint or an ``.onnx`` file exported from it
-(``tools/deployment/export_onnx.py``, or its int8 quantization): an ``.onnx`` file is
-run by onnxruntime in place of the PyTorch model
-(``mobilenet_tasks.deployment.ONNXRuntimeModel``), with the same data pipeline,
-metrics, drawing and outputs. ``--fuse-conv-bn`` folds the BatchNorm layers into the
-convolutions before testing (the same predictions, faster).
+CHECKPOINT may be a PyTorch checkpoint or a model file exported from it
+(``tools/deployment/export_onnx.py``, or its int8 quantization): a file a runtime
+opens (``mobilenet_tasks.backends.RUNTIMES``: ``.onnx`` -> onnxruntime) is run by it
+in place of the PyTorch model (``mobilenet_tasks.backends.BackendModel``), with the
+same data pipeline, metrics, drawing and outputs. ``--fuse-conv-bn`` folds the
+BatchNorm layers into the convolutions before testing (the same predictions, faster).
 
 Metrics are the config's test evaluator (COCO bbox mAP with pycocotools for detection,
 mIoU for segmentation); they are printed and written to ``<work dir>/test_metrics.json``.
@@ -27,6 +27,7 @@ from mmengine.evaluator import DumpResults
 from mmengine.runner import Runner
 
 import mobilenet_tasks  # noqa: F401  (registries; safe checkpoint loading)
+from mobilenet_tasks.backends import backend_model_config, runtime_for
 from mobilenet_tasks.datasets.checks import (DatasetNotFoundError,
                                              check_cityscapes_eval_files,
                                              check_data_files, dataset_type_names)
@@ -53,7 +54,7 @@ def parse_args():
                         help='fold BatchNorm into the preceding convolutions first '
                         '(PyTorch checkpoints)')
     parser.add_argument('--onnx-threads', type=int, default=None,
-                        help="onnxruntime's intra-op threads for an .onnx CHECKPOINT "
+                        help="the runtime's intra-op threads for an exported CHECKPOINT "
                         '(default: all cores)')
     add_common_arguments(parser)
     return parse_args_with_local_rank(parser)
@@ -160,13 +161,13 @@ def main():
     if args.out and not args.out.endswith(('.pkl', '.pickle')):
         raise SystemExit(f'--out must be a .pkl file, got {args.out}')
     cfg = apply_common_options(Config.fromfile(args.config), args, args.config)
-    is_onnx = args.checkpoint.lower().endswith('.onnx')
-    if is_onnx and args.fuse_conv_bn:
+    runtime = runtime_for(args.checkpoint)
+    if runtime and args.fuse_conv_bn:
         raise SystemExit('error: --fuse-conv-bn is for PyTorch checkpoints; an exported '
-                         '.onnx model has its BatchNorm folded already')
-    if is_onnx:
-        from mobilenet_tasks.deployment import onnx_model_config
-        cfg.model = onnx_model_config(args.checkpoint, cfg, args.onnx_threads)
+                         f'model ({runtime}) has its BatchNorm folded already')
+    if runtime:
+        cfg.model = backend_model_config(args.checkpoint, cfg, args.onnx_threads,
+                                         runtime)
         cfg.load_from = None
     else:
         cfg.load_from = args.checkpoint

@@ -6,27 +6,17 @@ that colour, in black or white, whichever reads better on it (mmdet's
 class colours blended over the image, and each class named at the inner-most point of
 its thickest region (mmseg's ``SegLocalVisualizer`` with ``with_labels``).
 """
-import colorsys
-from typing import List, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
+
+from mobilenet_tasks.utils.metainfo import generate_palette  # noqa: F401 (re-exported)
 
 from .results import DetectionResult, SegmentationResult
 
 Colour = Tuple[int, int, int]
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-def generate_palette(num_classes: int) -> List[Colour]:
-    """``num_classes`` distinct (B, G, R) colours, the same on every call: hues spaced
-    by the golden ratio, saturated and bright."""
-    colours = []
-    for i in range(num_classes):
-        hue = (i * 0.618033988749895) % 1.0
-        r, g, b = colorsys.hsv_to_rgb(hue, 0.75 if i % 2 else 0.95, 0.95)
-        colours.append((int(b * 255), int(g * 255), int(r * 255)))
-    return colours
 
 
 def _text_colour(colour: Colour) -> Colour:

@@ -8,9 +8,7 @@ matplotlib (:mod:`.draw`), weights loaded strictly, and inputs checked with mess
 that name the file.
 """
 import copy
-import difflib
 import os
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,21 +17,22 @@ from typing import List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 import torch
-from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import DATASETS
 from tqdm import tqdm
 
-from mobilenet_tasks.utils.config import build_model, load_config
-from mobilenet_tasks.utils.model_index import ROOT, load_model_index
-from .draw import draw_detections, draw_segmentation, generate_palette
+from mobilenet_tasks.backends import PYTORCH, BackendModel, choose_backend
+from mobilenet_tasks.utils.config import build_model, load_config, resolve_config
+from mobilenet_tasks.utils.metainfo import classes_and_palette
+from mobilenet_tasks.utils.task import num_classes, task_of_model
+from mobilenet_tasks.utils.weights import load_into
+from .draw import draw_detections, draw_segmentation
 from .inputs import (InputError, is_video_file, list_images, read_image,
                      to_bgr_uint8)
 from .preprocess import Preprocessor
 from .results import DetectionResult, SegmentationResult
 
 Result = Union[DetectionResult, SegmentationResult]
-_MAX_KEYS_SHOWN = 3  # keys named per kind of checkpoint mismatch
+_WHAT = 'the Inferencer runs detection and segmentation configs'
 
 
 class Inferencer:
@@ -52,9 +51,10 @@ class Inferencer:
             NMS, where it is above the config's own ``score_thr``: the same boxes,
             faster). Unused for segmentation.
         batch_size (int): Images per forward pass.
-        backend (str, optional): ``'pytorch'`` or ``'onnxruntime'``; None: from
-            ``weights`` (``.onnx`` -> onnxruntime).
-        threads (int, optional): onnxruntime's intra-op threads (None: all cores).
+        backend (str, optional): ``'pytorch'`` or a runtime of
+            :data:`mobilenet_tasks.backends.RUNTIMES` (``'onnxruntime'``); None: from
+            ``weights``' suffix (``.onnx`` -> onnxruntime).
+        threads (int, optional): The runtime's intra-op threads (None: all cores).
             PyTorch's are ``torch.set_num_threads``'.
 
     Attributes:
@@ -85,41 +85,46 @@ class Inferencer:
         self.cfg = load_config(self.config)
         self.name = (Path(self.config).stem if isinstance(self.config, str) else
                      Path(self.cfg.filename or 'config').stem)
-        self.backend = _check_backend(backend, weights, device)
-        if self.backend == 'onnxruntime':
-            self._init_onnx(weights, threads)
-        else:
+        self.backend = choose_backend(backend, weights, device)
+        if self.backend == PYTORCH:
             self._init_pytorch(weights)
-        self.class_names, self.palette = _classes_and_palette(
-            self.cfg, self._meta, _num_classes(self.model, self.task))
+        else:
+            self._init_backend(weights, threads)
+        self.class_names, self.palette = classes_and_palette(
+            self.cfg, self._meta, num_classes(self.model, self.task))
         self._preprocess = Preprocessor(self.cfg, self.model, self.task)
         self._head_score_thr = None  # the config's own, once read
         self.score_thr = score_thr
         self.skipped: List[Tuple[str, str]] = []
 
-    def _init_onnx(self, weights: str, threads: Optional[int]) -> None:
-        from mobilenet_tasks.deployment import ONNXRuntimeModel
+    def _init_backend(self, weights: str, threads: Optional[int]) -> None:
         net = build_model(self.cfg, init_weights=False)  # preprocessing, post-process
-        self.task = _task_of(net, self.config)
+        self.task = task_of_model(net, self._config_name, _WHAT)
         self.weights = weights
-        self.model = ONNXRuntimeModel(weights, revert_sync_batchnorm(net), threads)
+        self.model = BackendModel(weights, revert_sync_batchnorm(net), threads,
+                                  backend=self.backend)
         names = self.model.metadata.get('class_names')
         self._meta = {'dataset_meta': {'classes': names}} if names else {}
 
     def _init_pytorch(self, weights: Optional[str]) -> None:
-        state_dict, meta = (None, {}) if weights is None else load_weights(weights)
+        if weights is not None and not os.path.isfile(os.fspath(weights)):
+            raise FileNotFoundError(f'weights {os.fspath(weights)}: no such file')
         net = build_model(self.cfg, init_weights=weights is None)
-        self.task = _task_of(net, self.config)
-        if state_dict is None:
+        self.task = task_of_model(net, self._config_name, _WHAT)
+        meta = {}
+        if weights is None:
             warnings.warn(f'{self.name}: no weights given, so the model has '
                           'random weights and its predictions mean nothing; pass '
                           'weights=CHECKPOINT', stacklevel=2)
         else:
-            check_state_dict(net, state_dict, meta, weights, self.config)
-            net.load_state_dict(state_dict, strict=True)
+            meta = load_into(net, weights, self.config)
         self.weights = weights
         self.model = revert_sync_batchnorm(net).to(self.device).eval()
         self._meta = meta
+
+    @property
+    def _config_name(self) -> str:
+        return Path(self.config).name if isinstance(self.config, str) else 'the config'
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}({self.name!r}, task={self.task!r}, '
@@ -381,154 +386,7 @@ def _write_image(path: str, image: np.ndarray) -> None:
     data.tofile(path)  # unlike cv2.imwrite, any file name
 
 
-# -- model, weights, classes ------------------------------------------------------------
-def resolve_config(model) -> Union[str, Config]:
-    """A config path for ``model``: a config file, or a ``model-index.yml`` Name.
-
-    Raises:
-        ValueError: Neither; the message lists the closest names.
-    """
-    if isinstance(model, Config):
-        return model
-    text = os.fspath(model)
-    if os.path.isfile(text):
-        return text
-    try:
-        names = {entry['Name']: entry['Config'] for entry in load_model_index()}
-    except FileNotFoundError:
-        names = {}
-    if text in names:
-        return names[text]
-    looks_like_path = text.endswith('.py') or os.sep in text
-    what = f'no config file {text}' if looks_like_path else (
-        f'{text!r} is neither a config file nor a model name of model-index.yml')
-    close = difflib.get_close_matches(Path(text).stem if looks_like_path else text,
-                                      names, n=5, cutoff=0.6)
-    if close:
-        hint = f'close names: {", ".join(close)}'
-    elif names:
-        hint = (f'model-index.yml lists {len(names)} names, such as '
-                f'{", ".join(sorted(names)[:4])}')
-    else:
-        hint = f'no model-index.yml at {ROOT}: pass a config file'
-    raise ValueError(f'{what}; {hint}')
-
-
-def load_weights(path) -> Tuple[dict, dict]:
-    """``(state_dict, meta)`` of a checkpoint file (``weights_only`` loading; a
-    DataParallel ``module.`` prefix removed)."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'weights {path}: no such file')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # noqa: BLE001 (any unpickling error)
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f'weights {path}: cannot load it as a checkpoint ({reason})'
-                         ) from e
-    meta = {}
-    if isinstance(ckpt, dict) and isinstance(ckpt.get('state_dict'), dict):
-        meta = ckpt.get('meta') or {}
-        ckpt = ckpt['state_dict']
-    if not isinstance(ckpt, dict) or not ckpt or not all(
-            isinstance(v, torch.Tensor) for v in ckpt.values()):
-        raise ValueError(f'weights {path}: holds no state dict of tensors (a checkpoint '
-                         "is a state dict, or a dict with one under 'state_dict')")
-    if all(k.startswith('module.') for k in ckpt):
-        ckpt = {k[len('module.'):]: v for k, v in ckpt.items()}
-    return ckpt, meta if isinstance(meta, dict) else {}
-
-
-def check_state_dict(model: torch.nn.Module, state_dict: dict, meta: dict, weights,
-                     config) -> None:
-    """Raise a ValueError naming what differs if ``state_dict`` does not load strictly
-    into ``model``, with the config to use where the checkpoint says."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = [k for k in expected if k not in state_dict
-               and not k.endswith('num_batches_tracked')]  # BN fills those in
-    unexpected = [k for k in state_dict if k not in expected]
-    shapes = [k for k in expected
-              if k in state_dict and tuple(state_dict[k].shape) != expected[k]]
-    if not (missing or unexpected or shapes):
-        return
-    parts = []
-    if missing:
-        parts.append(f'{len(missing)} keys of the model missing from it '
-                     f'({_first(missing)})')
-    if unexpected:
-        parts.append(f'{len(unexpected)} keys the model does not have '
-                     f'({_first(unexpected)})')
-    if shapes:
-        shown = ', '.join(f'{k}: {tuple(state_dict[k].shape)} in the checkpoint, '
-                          f'{expected[k]} in the model'
-                          for k in shapes[:_MAX_KEYS_SHOWN])
-        more = f', and {len(shapes) - _MAX_KEYS_SHOWN} more' if len(
-            shapes) > _MAX_KEYS_SHOWN else ''
-        parts.append(f'{len(shapes)} tensors of another shape ({shown}{more})')
-    name = config if isinstance(config, str) else 'the config'
-    hint = _suggest_config(state_dict, meta, model, shapes, missing, unexpected)
-    raise ValueError(f'weights {os.fspath(weights)} do not match {name}: '
-                     f'{"; ".join(parts)}. {hint}')
-
-
-def _first(keys: List[str]) -> str:
-    more = f', ... {len(keys) - _MAX_KEYS_SHOWN} more' if len(
-        keys) > _MAX_KEYS_SHOWN else ''
-    return ', '.join(keys[:_MAX_KEYS_SHOWN]) + more
-
-
-def _suggest_config(state_dict, meta, model, shapes, missing, unexpected) -> str:
-    """What the user should do: the checkpoint's own config if its meta names one."""
-    named = meta.get('config')  # our converters
-    if not named and isinstance(meta.get('experiment_name'), str):
-        # tools/train.py (mmengine): '<config stem>_<YYYYMMDD_HHMMSS>'
-        stem = re.sub(r'_\d{8}_\d{6}$', '', meta['experiment_name'])
-        if (ROOT / 'configs' / f'{stem}.py').is_file():
-            named = f'configs/{stem}.py'
-    if named:
-        return f'The checkpoint was made for {named}: pass model={named!r}.'
-    prefixes = {k.split('.', 1)[0] for k in state_dict}
-    if 'decode_head' in prefixes and not hasattr(model, 'decode_head'):
-        return ('It holds a segmentation model (decode_head.*): pass a segmentation '
-                'config.')
-    if 'bbox_head' in prefixes and not hasattr(model, 'bbox_head'):
-        return 'It holds a detection model (bbox_head.*): pass a detection config.'
-    if prefixes <= {'backbone', 'head'}:
-        return ('It holds a backbone (or classifier), not a whole model: start a '
-                "training from it with model.backbone.init_cfg=dict(type='Pretrained', "
-                "checkpoint=..., prefix='backbone.').")
-    heads = ('bbox_head.', 'decode_head.', 'auxiliary_head.')
-    if shapes and not (missing or unexpected) and all(k.startswith(heads)
-                                                      for k in shapes):
-        return ('Only head tensors differ: the checkpoint predicts another number of '
-                'classes; pass the config it was trained with (or one with its '
-                'num_classes).')
-    return 'Pass the config the checkpoint was trained with.'
-
-
-BACKENDS = ('pytorch', 'onnxruntime')
-
-
-def _check_backend(backend: Optional[str], weights, device: str) -> str:
-    is_onnx = isinstance(weights, (str, os.PathLike)) and os.fspath(
-        weights).lower().endswith('.onnx')
-    if backend is None:
-        backend = 'onnxruntime' if is_onnx else 'pytorch'
-    if backend not in BACKENDS:
-        raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
-    if backend == 'onnxruntime' and not is_onnx:
-        raise ValueError(f"backend='onnxruntime' runs an exported .onnx file, got "
-                         f'weights={weights!r}: export one with '
-                         'tools/deployment/export_onnx.py and pass it as weights')
-    if backend == 'pytorch' and is_onnx:
-        raise ValueError(f"{weights} is an ONNX model: use backend='onnxruntime' (or "
-                         'leave backend unset)')
-    if backend == 'onnxruntime' and str(device) != 'cpu':
-        raise ValueError(f"backend='onnxruntime' runs on the CPU here, got device "
-                         f'{device!r}')
-    return backend
-
-
+# -- the device ---------------------------------------------------------------------
 def _check_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
@@ -544,69 +402,3 @@ def _check_device(device: str) -> torch.device:
     elif dev.type != 'cpu':
         raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
     return dev
-
-
-def _task_of(model, config) -> str:
-    from mmdet.models.detectors import BaseDetector
-    from mmseg.models.segmentors import BaseSegmentor
-    if isinstance(model, BaseDetector):
-        return 'detection'
-    if isinstance(model, BaseSegmentor):
-        return 'segmentation'
-    name = Path(config).name if isinstance(config, str) else 'the config'
-    raise ValueError(f'{name} builds a {type(model).__name__}, neither an mmdet detector '
-                     'nor an mmseg segmentor: the Inferencer runs detection and '
-                     'segmentation configs')
-
-
-def _num_classes(model, task: str) -> int:
-    if task == 'segmentation':
-        return int(model.decode_head.num_classes)
-    head = getattr(model, 'bbox_head', None)
-    if head is None and hasattr(model, 'roi_head'):  # two-stage detectors
-        head = model.roi_head.bbox_head
-    return int(head.num_classes)
-
-
-def _dataset_metainfo(cfg) -> dict:
-    """The test dataset's metainfo as the dataset would hold it, without building it:
-    the class's ``METAINFO`` updated by the config's ``metainfo``."""
-    loader = cfg.get('test_dataloader') or {}
-    dataset = loader.get('dataset') or {}
-    kind = dataset.get('type')
-    try:
-        with DATASETS.switch_scope_and_registry(cfg.get('default_scope')) as registry:
-            cls = registry.get(kind) if isinstance(kind, str) else kind
-    except Exception:  # noqa: BLE001 (an unregistered or unimportable dataset)
-        cls = None
-    info = dict(getattr(cls, 'METAINFO', None) or {})
-    override = dict(dataset.get('metainfo') or {})
-    if 'classes' in override and 'palette' not in override:
-        info.pop('palette', None)  # the class's palette is for its own classes
-    info.update(override)
-    return info
-
-
-def _classes_and_palette(cfg, meta: dict, num_classes: int):
-    """Class names (checkpoint's ``dataset_meta``, else the config's dataset, else
-    ``class_<i>``) and a BGR palette (theirs, else generated)."""
-    sources = [('the checkpoint', {k.lower(): v for k, v in
-                                   (meta.get('dataset_meta') or {}).items()}),
-               ('the config', _dataset_metainfo(cfg))]
-    classes, palette = None, None
-    for where, info in sources:
-        names = info.get('classes')
-        if names is None:
-            continue
-        if len(names) == num_classes:
-            classes, palette = tuple(str(n) for n in names), info.get('palette')
-            break
-        warnings.warn(f'{where} names {len(names)} classes but the model predicts '
-                      f'{num_classes}; ignoring its names', stacklevel=3)
-    if classes is None:
-        classes = tuple(f'class_{i}' for i in range(num_classes))
-    if isinstance(palette, (list, tuple)) and len(palette) >= num_classes:
-        palette = [tuple(int(c) for c in rgb[::-1]) for rgb in palette[:num_classes]]
-    else:  # none, 'random', or too short
-        palette = generate_palette(num_classes)
-    return classes, palette

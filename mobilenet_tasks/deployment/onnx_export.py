@@ -40,8 +40,8 @@ test pipeline resizes to (320x320 for SSDLite). Two graphs:
   first. Batch 1 (NMS picks per image; the inferencer runs images one by one).
 - ``nms=False``: the head's raw outputs, ``cls_score_<i>`` (``N x A*(C+1) x h x w``)
   and ``bbox_pred_<i>`` (``N x A*4 x h x w``) for each level ``i``; the post-processing
-  is mmdet's own ``predict_by_feat``, which :class:`~mobilenet_tasks.deployment.
-  ort_model.ONNXRuntimeModel` runs on them (and the benchmark times only this part).
+  is mmdet's own ``predict_by_feat``, which :class:`~mobilenet_tasks.backends.BackendModel`
+  runs on them (and the benchmark times only this part).
 
 Everything is traced for one input size: the anchors are constants of the graph.
 
@@ -66,7 +66,13 @@ import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 
+from mobilenet_tasks.backends.onnxruntime import \
+    read_onnx_metadata as read_metadata  # noqa: F401 (the format is described here)
 from mobilenet_tasks.utils.config import build_model, load_config
+from mobilenet_tasks.utils.metainfo import classes_and_palette
+from mobilenet_tasks.utils.task import num_classes, task_of_config, task_of_model
+from mobilenet_tasks.utils.weights import load_into
+from .detection_graph import DetectorPostprocessed, DetectorRawOutputs
 
 STANDARD_DOMAINS = ('', 'ai.onnx')
 EXPORTER = 'torch.onnx.export(dynamo=False) (TorchScript)'
@@ -97,19 +103,6 @@ class SegmentorLogits(nn.Module):
                              align_corners=self.align_corners)
 
 
-def _is_segmentor(model) -> bool:
-    from mmseg.models.segmentors import BaseSegmentor
-    return isinstance(model, BaseSegmentor)
-
-
-def _is_detector(model) -> bool:
-    try:
-        from mmdet.models.detectors import BaseDetector
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(model, BaseDetector)
-
-
 def load_model(config, checkpoint: Optional[str] = None
                ) -> Tuple[nn.Module, Config, dict]:
     """``(detector or segmentor in eval mode on the CPU, config, checkpoint meta)``.
@@ -121,17 +114,13 @@ def load_model(config, checkpoint: Optional[str] = None
         ValueError: For a config that is neither an mmdet detector nor an mmseg
             segmentor, or weights that do not fit.
     """
-    from mobilenet_tasks.apis.inferencer import check_state_dict, load_weights
     cfg = load_config(config)
-    state_dict, meta = (None, {}) if checkpoint is None else load_weights(checkpoint)
+    if checkpoint is not None and not os.path.isfile(os.fspath(checkpoint)):
+        raise FileNotFoundError(f'weights {os.fspath(checkpoint)}: no such file')
     model = build_model(cfg, init_weights=checkpoint is None)
     name = config if isinstance(config, str) else 'the config'
-    if not (_is_segmentor(model) or _is_detector(model)):
-        raise ValueError(f'{name} builds a {type(model).__name__}, neither an mmdet '
-                         'detector nor an mmseg segmentor: nothing to export')
-    if state_dict is not None:
-        check_state_dict(model, state_dict, meta, checkpoint, config)
-        model.load_state_dict(state_dict, strict=True)
+    task_of_model(model, name, 'nothing to export')
+    meta = {} if checkpoint is None else load_into(model, checkpoint, config)
     model = revert_sync_batchnorm(model).cpu().eval()  # SyncBN cannot run on a CPU
     return model, cfg, meta
 
@@ -140,29 +129,11 @@ def load_segmentor(config, checkpoint: Optional[str] = None
                    ) -> Tuple[nn.Module, Config, dict]:
     """:func:`load_model` for a segmentation config (ValueError for another)."""
     model, cfg, meta = load_model(config, checkpoint)
-    if not _is_segmentor(model):
+    if task_of_model(model) != 'segmentation':
         name = config if isinstance(config, str) else 'the config'
         raise ValueError(f'{name} builds a {type(model).__name__}, not an mmseg '
                          'segmentor')
     return model, cfg, meta
-
-
-def read_metadata(onnx_model) -> dict:
-    """The metadata :func:`export_segmentor` stored, decoded (JSON values parsed).
-
-    Args:
-        onnx_model: A path or an ``onnx.ModelProto``.
-    """
-    import onnx
-    if not isinstance(onnx_model, onnx.ModelProto):
-        onnx_model = onnx.load(os.fspath(onnx_model), load_external_data=False)
-    out = {}
-    for prop in onnx_model.metadata_props:
-        try:
-            out[prop.key] = json.loads(prop.value)
-        except ValueError:
-            out[prop.key] = prop.value
-    return out
 
 
 def _walk_nodes(graph):
@@ -291,7 +262,7 @@ def default_input_shape(cfg) -> Tuple[int, int]:
     """
     model_cfg = cfg.model
     size = (model_cfg.get('data_preprocessor') or {}).get('size')
-    if 'bbox_head' in model_cfg:
+    if task_of_config(cfg) == 'detection':
         from mobilenet_tasks.apis.preprocess import config_test_pipeline
         for t in config_test_pipeline(cfg):
             if str(t['type']).split('.')[-1] == 'Resize':
@@ -307,124 +278,6 @@ def default_input_shape(cfg) -> Tuple[int, int]:
     return 512, 1024
 
 
-class DetectorPostprocessed(nn.Module):
-    """An mmdet dense detector's ``predict`` (without the rescale to the original
-    image) written for tracing to standard ONNX operators, for one image.
-
-    mmdet's ``predict_by_feat`` cannot be traced as it is: it filters by score before
-    taking the ``nms_pre`` best, with shapes that depend on the data, and calls mmcv's
-    NMS, a custom op. Here the same steps are written so that the shapes known at
-    export time are constants (the anchors, ``min(nms_pre, anchors x classes)`` for the
-    per-level top-k) and the rest maps to ``TopK``, ``NonZero``/``Gather`` and one
-    ``NonMaxSuppression`` (torchvision's ``batched_nms``, which under tracing offsets
-    the boxes per class, the same trick as mmcv's ``batched_nms``). The per-level
-    selection (the best ``nms_pre`` above ``score_thr``) is the same set as mmdet's
-    ``filter_scores_and_topk`` (filter then take the best = take the best then
-    filter). Boxes are decoded for all anchors (mmdet decodes only the kept ones;
-    decoding is per anchor, so the kept boxes are the same numbers).
-
-    Only softmax heads with a ``DeltaXYWHBBoxCoder``-like ``bbox_coder.decode`` and no
-    score factors (SSD / SSDLite) are supported; others raise ``ValueError``.
-    """
-
-    def __init__(self, detector: nn.Module, input_shape: Tuple[int, int]):
-        super().__init__()
-        head = detector.bbox_head
-        if getattr(head, 'use_sigmoid_cls', False) or not hasattr(head,
-                                                                  'prior_generator'):
-            raise ValueError(
-                f'{type(head).__name__}: only softmax anchor heads (SSD / SSDLite) '
-                'can be exported with the post-processing in the graph; export with '
-                'nms=False (--no-nms) for the raw head outputs')
-        cfg = head.test_cfg
-        nms_cfg = dict(cfg.get('nms') or {})
-        if str(nms_cfg.get('type', 'nms')) != 'nms':
-            raise ValueError(f'test_cfg.nms.type={nms_cfg.get("type")!r}: only plain '
-                             "'nms' maps to ONNX NonMaxSuppression; export with "
-                             'nms=False (--no-nms)')
-        self.detector = detector
-        self.input_shape = tuple(input_shape)
-        self.num_classes = int(head.num_classes)
-        self.score_thr = float(cfg.get('score_thr', 0.0))
-        self.nms_pre = int(cfg.get('nms_pre', -1))
-        self.iou_threshold = float(nms_cfg.get('iou_threshold', 0.5))
-        self.min_bbox_size = float(cfg.get('min_bbox_size', -1))
-        self.max_per_img = int(cfg.get('max_per_img', -1))
-        with torch.no_grad():
-            cls_scores, _ = detector._forward(torch.zeros(1, 3, *self.input_shape))
-        sizes = [tuple(c.shape[-2:]) for c in cls_scores]
-        priors = head.prior_generator.grid_priors(sizes, device='cpu')
-        self.level_counts = [int(p.shape[0]) for p in priors]
-        self.register_buffer('priors', torch.cat(priors), persistent=False)
-
-    def post_settings(self) -> dict:
-        return dict(score_thr=self.score_thr, nms_pre=self.nms_pre,
-                    iou_threshold=self.iou_threshold,
-                    min_bbox_size=self.min_bbox_size, max_per_img=self.max_per_img)
-
-    def _decode(self, coder, deltas: torch.Tensor) -> torch.Tensor:
-        """``coder.decode(priors, deltas, max_shape=input_shape)``, by mmdet's
-        ``delta2bbox`` directly: under ONNX export mmdet 3.3's
-        ``DeltaXYWHBBoxCoder.decode`` switches to ``onnx_delta2bbox``, which imports
-        the removed ``mmdet.core`` (ModuleNotFoundError)."""
-        from mmdet.models.task_modules.coders import DeltaXYWHBBoxCoder
-        from mmdet.models.task_modules.coders.delta_xywh_bbox_coder import \
-            delta2bbox
-        if type(coder) is not DeltaXYWHBBoxCoder:
-            raise ValueError(f'{type(coder).__name__}: only DeltaXYWHBBoxCoder is '
-                             'decoded in the graph; export with nms=False (--no-nms)')
-        return delta2bbox(self.priors, deltas, coder.means, coder.stds,
-                          self.input_shape, 16 / 1000, coder.clip_border,
-                          coder.add_ctr_clamp, coder.ctr_clamp)
-
-    def forward(self, inputs: torch.Tensor):
-        from torchvision.ops import batched_nms
-        head = self.detector.bbox_head
-        cls_scores, bbox_preds = self.detector._forward(inputs)
-        num_classes = self.num_classes
-        deltas = torch.cat([b[0].permute(1, 2, 0).reshape(-1, 4) for b in bbox_preds])
-        boxes = self._decode(head.bbox_coder, deltas)
-        all_scores, all_labels, all_anchors = [], [], []
-        start = 0
-        for cls_score, count in zip(cls_scores, self.level_counts):
-            scores = cls_score[0].permute(1, 2, 0).reshape(-1, num_classes + 1)
-            scores = scores.softmax(-1)[:, :num_classes].reshape(-1)
-            k = scores.numel() if self.nms_pre <= 0 else min(self.nms_pre,
-                                                             scores.numel())
-            scores, idx = scores.topk(k)
-            keep = scores > self.score_thr
-            scores, idx = scores[keep], idx[keep]
-            all_scores.append(scores)
-            all_labels.append(idx % num_classes)
-            all_anchors.append(torch.div(idx, num_classes, rounding_mode='floor')
-                               + start)
-            start += count
-        scores = torch.cat(all_scores)
-        labels = torch.cat(all_labels)
-        boxes = boxes[torch.cat(all_anchors)]
-        if self.min_bbox_size >= 0:
-            wh = boxes[:, 2:] - boxes[:, :2]
-            keep = (wh[:, 0] > self.min_bbox_size) & (wh[:, 1] > self.min_bbox_size)
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = batched_nms(boxes, scores, labels, self.iou_threshold)
-        if self.max_per_img > 0:
-            keep = keep[:self.max_per_img]
-        return boxes[keep], scores[keep], labels[keep]
-
-
-class DetectorRawOutputs(nn.Module):
-    """The detector's network (backbone, neck, head), its raw per-level outputs as a
-    flat tuple ``(cls_score_0, ..., bbox_pred_0, ...)``."""
-
-    def __init__(self, detector: nn.Module):
-        super().__init__()
-        self.detector = detector
-
-    def forward(self, inputs: torch.Tensor):
-        cls_scores, bbox_preds = self.detector._forward(inputs)
-        return tuple(cls_scores) + tuple(bbox_preds)
-
-
 def _swaps_channels(preprocessor) -> bool:
     """Whether the data preprocessor swaps BGR -> RGB: mmseg's
     ``SegDataPreProcessor`` says so in ``channel_conversion``, mmdet's
@@ -436,13 +289,12 @@ def _swaps_channels(preprocessor) -> bool:
     return False
 
 
-def _common_metadata(model, cfg, meta, config, input_shape, dynamic, opset,
-                     num_classes) -> Dict[str, str]:
-    from mobilenet_tasks.apis.inferencer import _classes_and_palette
+def _common_metadata(model, cfg, meta, config, input_shape, dynamic, opset
+                     ) -> Dict[str, str]:
     pre = model.data_preprocessor
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # a mismatching class list: class_<i> names
-        class_names, _ = _classes_and_palette(cfg, meta, num_classes)
+        class_names, _ = classes_and_palette(cfg, meta, num_classes(model))
     enabled = bool(getattr(pre, '_enable_normalize', False))
     mean = pre.mean.flatten().tolist() if enabled else [0.0, 0.0, 0.0]
     std = pre.std.flatten().tolist() if enabled else [1.0, 1.0, 1.0]
@@ -467,12 +319,11 @@ def export_loaded(model: nn.Module, cfg: Config, meta: dict, config,
     afterwards (random ones included)."""
     h, w = _check_shape(tuple(input_shape))
     dummy = torch.zeros(1, 3, h, w)
-    if _is_detector(model):
+    if task_of_model(model, what='nothing to export') == 'detection':
         if dynamic:
             raise ValueError('detection graphs are exported for one input size (the '
                              'anchors are constants of the graph): drop dynamic / '
                              '--dynamic and give the size with --shape H W')
-        num_classes = int(model.bbox_head.num_classes)
         metadata = {'task': 'detection', 'nms': json.dumps(bool(nms))}
         if nms:
             wrapper = DetectorPostprocessed(model, (h, w)).eval()
@@ -488,7 +339,6 @@ def export_loaded(model: nn.Module, cfg: Config, meta: dict, config,
         dynamic_axes = None
     else:
         wrapper = SegmentorLogits(model).eval()
-        num_classes = int(model.decode_head.num_classes)
         output_names = ['logits']
         metadata = {'task': 'segmentation',
                     'align_corners': json.dumps(bool(model.decode_head.align_corners))}
@@ -496,8 +346,7 @@ def export_loaded(model: nn.Module, cfg: Config, meta: dict, config,
         if dynamic:
             dynamic_axes = {'input': {0: 'batch', 2: 'height', 3: 'width'},
                             'logits': {0: 'batch', 2: 'height', 3: 'width'}}
-    metadata.update(_common_metadata(model, cfg, meta, config, (h, w), dynamic, opset,
-                                     num_classes))
+    metadata.update(_common_metadata(model, cfg, meta, config, (h, w), dynamic, opset))
     return _export(wrapper, dummy, os.fspath(out_path), output_names, dynamic_axes,
                    opset, metadata)
 
@@ -542,125 +391,3 @@ def _export(wrapper: nn.Module, dummy: torch.Tensor, out_path: str,
     proto.producer_name = 'mobilenet_tasks'
     onnx.save(proto, out_path)
     return out_path
-
-
-def compare_with_onnxruntime(config, checkpoint: Optional[str], onnx_path,
-                             input_shape: Optional[Sequence[int]] = None,
-                             batch_size: int = 1, seed: int = 0,
-                             model: Optional[nn.Module] = None) -> dict:
-    """Run PyTorch and onnxruntime (CPUExecutionProvider) on the same random
-    preprocessed input and compare their outputs.
-
-    Segmentation: the logits. Detection with NMS in the graph: the detections against
-    mmdet's own ``predict_by_feat`` (no rescale) on the same head outputs; without
-    NMS: the raw head outputs.
-
-    Args:
-        config, checkpoint: What was exported (ignored if ``model`` is given).
-        onnx_path (str): The exported file.
-        input_shape (tuple, optional): ``(H, W)``; default the exported size.
-        batch_size (int): Images in the input (1 unless exported ``dynamic``).
-        seed (int): Seed of the standard normal input (what ``(x - mean) / std`` of
-            an image roughly gives).
-        model (nn.Module, optional): An already loaded model in eval mode.
-
-    Returns:
-        dict: ``max_abs_diff`` (logits; detection: box pixels and scores),
-        ``logit_scale`` (max abs PyTorch value), ``rel_diff`` (their ratio, the scale
-        floored at 1; ``inf`` if detections differ in number or labels), ``shape``;
-        segmentation: ``argmax_agreement`` (fraction of pixels with the same label);
-        detection with NMS: ``num_detections`` (PyTorch, onnxruntime),
-        ``labels_equal`` (the detections pair up one to one with equal labels and
-        scores within 1e-4, in any order), ``tied_scores`` (PyTorch's scores hold ties: then, if the
-        labels differ, only the sorted scores are compared).
-    """
-    import numpy as np
-    if model is None:
-        model, _, _ = load_model(config, checkpoint)
-    meta = read_metadata(onnx_path)
-    if input_shape is None:
-        input_shape = meta['input_size']
-    h, w = _check_shape(tuple(input_shape))
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch_size, 3, h, w, generator=gen)
-    from .ort_model import cpu_session  # ort_model imports this module
-    session = cpu_session(onnx_path)
-    names = [o.name for o in session.get_outputs()]
-    got = session.run(names, {'input': x.numpy()})
-    if _is_detector(model):
-        with torch.no_grad():
-            cls_scores, bbox_preds = model._forward(x)
-        if not meta.get('nms', True):
-            ref = [t.numpy() for t in list(cls_scores) + list(bbox_preds)]
-            return _compare_arrays(ref, got, names)
-        with torch.no_grad():
-            results = model.bbox_head.predict_by_feat(
-                cls_scores, bbox_preds,
-                batch_img_metas=[dict(img_shape=(h, w), scale_factor=(1.0, 1.0))],
-                rescale=False)[0]
-        ref = [results.bboxes.numpy(), results.scores.numpy(), results.labels.numpy()]
-        counts = (len(ref[1]), len(got[1]))
-        # detections with scores a rounding error apart may come in either order
-        order = _match_detections(ref, got) if counts[0] == counts[1] else None
-        same = order is not None
-        if same:
-            got = [g[order] for g in got]
-        # Equal scores (a head at its initial weights gives every class 1/(C+1)) make
-        # the top-k and NMS choose among ties arbitrarily: then only the sorted scores
-        # can be compared.
-        tied = np.unique(ref[1]).size < ref[1].size
-        if same:
-            report = _compare_arrays(ref[:2], got[:2], names[:2])
-        elif tied and counts[0] == counts[1]:
-            report = _compare_arrays([np.sort(ref[1])], [np.sort(got[1])], ['scores'])
-        else:
-            report = dict(max_abs_diff=float('inf'), rel_diff=float('inf'),
-                          logit_scale=float(np.abs(ref[0]).max(initial=0.0)))
-        report.update(num_detections=counts, labels_equal=same, tied_scores=tied,
-                      shape=(counts[0], 4))
-        return report
-    with torch.no_grad():
-        ref = SegmentorLogits(model).eval()(x).numpy()
-    got = got[0]
-    if got.shape != ref.shape:
-        raise ValueError(f'onnxruntime gave logits of shape {got.shape}, PyTorch '
-                         f'{ref.shape}')
-    report = _compare_arrays([ref], [got], names)
-    report['argmax_agreement'] = float((got.argmax(1) == ref.argmax(1)).mean())
-    return report
-
-
-def _match_detections(ref: list, got: list, score_tol: float = 1e-4):
-    """Indices putting ``got``'s detections in ``ref``'s order, or None.
-
-    Each reference detection takes the unused one of the same label with the closest
-    score and box; detections differing only in order (scores within ``score_tol``)
-    then line up. None if the labels cannot be paired one to one or a pair's scores
-    differ by more than ``score_tol``.
-    """
-    import numpy as np
-    (rb, rs, rl), (gb, gs, gl) = ref, got
-    used = np.zeros(len(gs), bool)
-    order = []
-    for i in range(len(rs)):
-        cand = np.flatnonzero((gl == rl[i]) & ~used
-                              & (np.abs(gs - rs[i]) <= score_tol))
-        if cand.size == 0:
-            return None
-        cost = np.abs(gb[cand] - rb[i]).max(1) + np.abs(gs[cand] - rs[i])
-        j = int(cand[np.argmin(cost)])
-        used[j] = True
-        order.append(j)
-    return np.asarray(order, dtype=np.int64)
-
-
-def _compare_arrays(ref: list, got: list, names: list) -> dict:
-    import numpy as np
-    for r, g, name in zip(ref, got, names):
-        if r.shape != g.shape:
-            raise ValueError(f'onnxruntime gave {name} of shape {g.shape}, PyTorch '
-                             f'{r.shape}')
-    diff = max(float(np.abs(g - r).max(initial=0.0)) for r, g in zip(ref, got))
-    scale = max(float(np.abs(r).max(initial=0.0)) for r in ref)
-    return dict(max_abs_diff=diff, logit_scale=scale, rel_diff=diff / max(scale, 1.0),
-                shape=tuple(ref[0].shape))

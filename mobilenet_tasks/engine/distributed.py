@@ -28,8 +28,9 @@ import torch.distributed as dist
 import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel
-from mmengine.registry import MODEL_WRAPPERS
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from mobilenet_tasks.registry import MODEL_WRAPPERS
 
 
 def init_cpu_dist(launcher: str, backend: str = 'gloo',

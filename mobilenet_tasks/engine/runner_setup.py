@@ -60,7 +60,7 @@ def apply_common_options(cfg: Config, args, config_path: str) -> Config:
         wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
         if wrapper.get('type', 'MMDistributedDataParallel') in (
                 'MMDistributedDataParallel', MMDistributedDataParallel):
-            wrapper['type'] = 'CPUDistributedDataParallel'
+            wrapper['type'] = 'mobilenet_tasks.CPUDistributedDataParallel'
         else:
             print_log(
                 f'model_wrapper_cfg type {wrapper["type"]}: SyncBN layers are not made '

@@ -1,9 +1,16 @@
-"""Building a model from any config: ours, or an mmdet/mmseg/mmpretrain one."""
+"""Configs: resolving a name to a config file, loading it, building its model (ours, or
+an mmdet/mmseg/mmpretrain one)."""
+import difflib
 import logging
+import os
+from pathlib import Path
+from typing import Union
 
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.registry import MODELS, init_default_scope
+
+from .model_index import ROOT, load_model_index
 
 
 def load_config(config, cfg_options=None) -> Config:
@@ -39,3 +46,35 @@ def build_model(config, cfg_options=None, init_weights: bool = True):
     finally:
         logger.setLevel(level)
     return model
+
+
+def resolve_config(model) -> Union[str, Config]:
+    """A config path for ``model``: a config file, or a ``model-index.yml`` Name.
+
+    Raises:
+        ValueError: Neither; the message lists the closest names.
+    """
+    if isinstance(model, Config):
+        return model
+    text = os.fspath(model)
+    if os.path.isfile(text):
+        return text
+    try:
+        names = {entry['Name']: entry['Config'] for entry in load_model_index()}
+    except FileNotFoundError:
+        names = {}
+    if text in names:
+        return names[text]
+    looks_like_path = text.endswith('.py') or os.sep in text
+    what = f'no config file {text}' if looks_like_path else (
+        f'{text!r} is neither a config file nor a model name of model-index.yml')
+    close = difflib.get_close_matches(Path(text).stem if looks_like_path else text,
+                                      names, n=5, cutoff=0.6)
+    if close:
+        hint = f'close names: {", ".join(close)}'
+    elif names:
+        hint = (f'model-index.yml lists {len(names)} names, such as '
+                f'{", ".join(sorted(names)[:4])}')
+    else:
+        hint = f'no model-index.yml at {ROOT}: pass a config file'
+    raise ValueError(f'{what}; {hint}')

@@ -122,3 +122,10 @@ def compare_with_paper(entries, tolerance: float = TOLERANCE):
                          paper_params=params, d_params=d_params, madds=our_madds,
                          paper_madds=madds, d_madds=d_madds, ok=ok))
     return rows
+
+
+# Table 7's rows, named (configs/README.md).
+TABLE7_ROWS = {'1': 'R-ASPP V2', '2': 'R-ASPP V2 RF2', '3': 'LR-ASPP V2 F256',
+               '4': 'LR-ASPP V2', '5': 'R-ASPP V3', '6': 'R-ASPP V3 RF2',
+               '7': 'LR-ASPP V3 F256', '8': 'LR-ASPP V3', '9': 'LR-ASPP V2 0.5',
+               '10': 'LR-ASPP V2 0.35', '11': 'LR-ASPP V3-Small'}

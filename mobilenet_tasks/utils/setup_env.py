@@ -6,14 +6,17 @@ from mmengine import DefaultScope
 
 
 def register_all_modules(init_default_scope: bool = True) -> None:
-    """Import every module that registers into the mobilenet_tasks registries.
+    """Import every module that registers into the mobilenet_tasks registries (the
+    registries' own ``locations``, :mod:`mobilenet_tasks.registry`).
 
     Args:
         init_default_scope (bool): Whether to make ``mobilenet_tasks`` the default scope.
             If another scope is current, a new instance named with a timestamp is made
             current, as mmdet's own ``register_all_modules`` does.
     """
-    import mobilenet_tasks.models  # noqa: F401,F811
+    from mobilenet_tasks.registry import ALL
+    for registry in ALL.values():
+        registry.import_from_location()
 
     if not init_default_scope:
         return

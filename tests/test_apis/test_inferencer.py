@@ -17,8 +17,10 @@ from mmengine.registry import DefaultScope
 from mobilenet_tasks.apis import (DetectionResult, Inferencer, InputError,
                                   SegmentationResult)
 from mobilenet_tasks.apis.draw import draw_detections, draw_segmentation
-from mobilenet_tasks.apis.inferencer import (_classes_and_palette, _is_video,
-                                             check_state_dict, resolve_config)
+from mobilenet_tasks.apis.inferencer import _is_video
+from mobilenet_tasks.utils.config import resolve_config
+from mobilenet_tasks.utils.metainfo import classes_and_palette
+from mobilenet_tasks.utils.weights import check_state_dict
 from mobilenet_tasks.apis.preprocess import Preprocessor, config_test_pipeline
 from mobilenet_tasks.utils.config import build_model
 
@@ -276,10 +278,10 @@ def test_class_names_and_palettes(det, seg):
     assert seg.palette[1] == (232, 35, 244)
     # a checkpoint's dataset_meta comes first; a wrong count is ignored, with a warning
     meta = {'dataset_meta': {'classes': ['a', 'b', 'c', 'd'], 'palette': [(1, 2, 3)] * 4}}
-    assert _classes_and_palette(det.cfg, meta, 4) == (('a', 'b', 'c', 'd'),
+    assert classes_and_palette(det.cfg, meta, 4) == (('a', 'b', 'c', 'd'),
                                                       [(3, 2, 1)] * 4)
     with pytest.warns(UserWarning, match='names 4 classes but the model predicts 5'):
-        names, palette = _classes_and_palette(det.cfg, {}, 5)
+        names, palette = classes_and_palette(det.cfg, {}, 5)
     assert names == tuple(f'class_{i}' for i in range(5)) and len(set(palette)) == 5
 
 

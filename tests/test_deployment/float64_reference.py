@@ -14,7 +14,8 @@ from unittest import mock
 import numpy as np
 import torch
 
-from mobilenet_tasks.deployment.onnx_export import SegmentorLogits, _match_detections
+from mobilenet_tasks.deployment.onnx_export import SegmentorLogits
+from mobilenet_tasks.deployment.parity import _match_detections
 from mobilenet_tasks.testing import float32_tolerance, float64_copy
 
 

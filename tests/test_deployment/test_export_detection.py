@@ -12,7 +12,7 @@ import torch
 from mobilenet_tasks.deployment import (compare_with_onnxruntime, default_input_shape,
                                         export_loaded, load_model, read_metadata)
 from mobilenet_tasks.deployment.onnx_export import _walk_nodes
-from mobilenet_tasks.deployment.ort_model import cpu_session
+from mobilenet_tasks.backends.onnxruntime import cpu_session
 from mobilenet_tasks.testing import (float32_tolerance, load_tool, max_abs_diff,
                                      randomize_)
 
@@ -165,7 +165,7 @@ def test_detection_cannot_be_dynamic(tmp_path):
 
 
 def test_other_heads_are_refused():
-    from mobilenet_tasks.deployment.onnx_export import DetectorPostprocessed
+    from mobilenet_tasks.deployment.detection_graph import DetectorPostprocessed
     model, _, _ = load_model(DEMO)
     model.bbox_head.test_cfg['nms'] = dict(type='soft_nms', iou_threshold=0.5)
     with pytest.raises(ValueError, match='--no-nms'):

@@ -16,11 +16,11 @@ from mobilenet_tasks.datasets.demo_cityscapes import draw_demo_street
 from mobilenet_tasks.datasets.demo_coco import draw_demo_image
 from mobilenet_tasks.deployment import check_standard_ops, read_metadata
 from mobilenet_tasks.deployment.onnx_export import export_loaded, load_model
-from mobilenet_tasks.deployment.quantize import (ImageCalibrationReader,
-                                                 QuantizationError,
-                                                 calibration_images, network_model,
-                                                 postprocessing_nodes, quantize_model,
-                                                 run_onnx)
+from mobilenet_tasks.deployment.calibration import (ImageCalibrationReader,
+                                                    calibration_images)
+from mobilenet_tasks.deployment.onnx_graph import (QuantizationError, network_model,
+                                                   postprocessing_nodes)
+from mobilenet_tasks.deployment.quantize import quantize_model, run_onnx
 from mobilenet_tasks.testing import load_tool, randomize_
 from mobilenet_tasks.utils.config import load_config
 

@@ -70,7 +70,8 @@ def main(argv=None) -> int:
     except (NonStandardOpError, ValueError, FileNotFoundError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
-    detection = hasattr(model, 'bbox_head')
+    from mobilenet_tasks.utils.task import task_of_model
+    detection = task_of_model(model) == 'detection'
     print(f'exported {args.config} -> {path} (input 1x3x{shape[0]}x{shape[1]}, '
           f'opset {args.opset}{", dynamic" if args.dynamic else ""}'
           f'{", raw head outputs" if detection and args.no_nms else ""})')

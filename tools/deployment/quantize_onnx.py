@@ -25,8 +25,8 @@ import warnings
 
 
 def parse_args(argv=None):
-    from mobilenet_tasks.deployment.quantize import (ACTIVATION_TYPES, METHODS,
-                                                     PERCENTILE, SPLITS)
+    from mobilenet_tasks.deployment.calibration import METHODS, PERCENTILE, SPLITS
+    from mobilenet_tasks.deployment.quantize import ACTIVATION_TYPES
     parser = argparse.ArgumentParser(
         description='Post-training static int8 quantization of an exported ONNX model '
         'with onnxruntime, calibrated on dataset images')

@@ -1,12 +1,12 @@
-"""An exported ``.onnx`` file run by onnxruntime behind the PyTorch model's interface.
+"""An exported model file run by a runtime behind the PyTorch model's interface.
 
-``ONNXRuntimeModel`` is an mmengine ``BaseModel`` whose ``test_step`` / ``predict``
+:class:`BackendModel` is an mmengine ``BaseModel`` whose ``test_step`` / ``predict``
 give the same data samples as the detector's or segmentor's, so everything built on
-those runs an exported (float or int8) model unchanged: mmengine's ``Runner.test``
-with the config's evaluator (``tools/test.py CONFIG model.onnx``: COCO mAP, mIoU,
-cityscapesscripts) and :class:`~mobilenet_tasks.apis.Inferencer`
+those runs an exported (float or int8) model unchanged, whatever the runtime: mmengine's
+``Runner.test`` with the config's evaluator (``tools/test.py CONFIG model.onnx``: COCO
+mAP, mIoU, cityscapesscripts) and :class:`~mobilenet_tasks.apis.Inferencer`
 (``weights='model.onnx'``). mmdeploy does the same with its own backend wrappers, but
-needs its custom-op library and its own configs; here only onnxruntime is needed.
+needs its custom-op library and its own configs; here only the runtime is needed.
 
 The PyTorch model of the config is built too (no weights are loaded into it): its data
 preprocessor prepares the batches, and what is outside the graph is done by its own
@@ -30,81 +30,61 @@ from mmengine.model import BaseModel
 from mmengine.registry import MODELS as ROOT_MODELS
 
 from mobilenet_tasks.registry import MODELS
+from mobilenet_tasks.utils.task import TaskError, task_of_model
 
-from .onnx_export import read_metadata
-
-
-def cpu_session(onnx_file, threads: Optional[int] = None,
-                denormals_as_zero: bool = False):
-    """An onnxruntime session on the CPU, quiet (errors only).
-
-    Args:
-        onnx_file (str): The model.
-        threads (int, optional): Intra-op threads (one inter-op thread); None:
-            onnxruntime's default (all cores).
-        denormals_as_zero (bool): Flush denormal floats to zero (for timing: random
-            weights can produce them, trained models rarely do).
-    """
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-    if denormals_as_zero:
-        options.add_session_config_entry('session.set_denormal_as_zero', '1')
-    return ort.InferenceSession(os.fspath(onnx_file), options,
-                                providers=['CPUExecutionProvider'])
+from .base import open_backend
 
 
 @MODELS.register_module()
-class ONNXRuntimeModel(BaseModel):
-    """Run an ONNX file exported by ``tools/deployment/export_onnx.py`` (or its int8
+class BackendModel(BaseModel):
+    """Run a model file exported by ``tools/deployment/export_onnx.py`` (or its int8
     quantization) where the config's PyTorch model would run.
 
     Args:
-        onnx_file (str): The exported model.
+        file (str): The exported model.
         model (dict | nn.Module): The config's ``model`` (built here, weights unused)
             or an already built detector / segmentor.
-        threads (int, optional): onnxruntime's intra-op threads; None: its default
+        threads (int, optional): The runtime's intra-op threads; None: its default
             (all cores).
+        backend (str, optional): The runtime; None: the one the file's suffix names
+            (:data:`~mobilenet_tasks.backends.base.RUNTIMES`).
 
     Raises:
-        FileNotFoundError: No such ``onnx_file``.
+        FileNotFoundError: No such ``file``.
         ValueError: The file was not exported by this project (no ``task`` in its
             metadata) or its task is not the model's.
     """
 
-    def __init__(self, onnx_file: str, model, threads: Optional[int] = None,
-                 init_cfg=None):
-        onnx_file = os.fspath(onnx_file)
-        if not os.path.isfile(onnx_file):
-            raise FileNotFoundError(f'ONNX file {onnx_file} does not exist; export one '
-                                    'with tools/deployment/export_onnx.py')
+    wraps_model = True  # its config's ``model`` is the task model (utils.task)
+
+    def __init__(self, file: str, model, threads: Optional[int] = None,
+                 backend: Optional[str] = None, init_cfg=None):
+        file = os.fspath(file)
+        self.runtime = open_backend(file, backend, threads)
         torch_model = model if isinstance(model, nn.Module) else ROOT_MODELS.build(
             model)
         super().__init__(data_preprocessor=torch_model.data_preprocessor,
                          init_cfg=init_cfg)
         self.torch_model = torch_model.eval()
-        self.onnx_file = onnx_file
-        self.metadata = read_metadata(onnx_file)
+        self.file = file
+        self.metadata = self.runtime.metadata
         task = self.metadata.get('task')
-        own = 'detection' if hasattr(torch_model, 'bbox_head') else 'segmentation'
         if task not in ('detection', 'segmentation'):
-            raise ValueError(f'{onnx_file} has no task in its metadata: export it with '
-                             'tools/deployment/export_onnx.py')
+            raise ValueError(f'{file} has no task in its metadata: '
+                             f'{self.runtime.export_hint}')
+        own = task_of_model(torch_model, what='an exported model runs a detection or '
+                            'segmentation config')
         if task != own:
-            raise ValueError(f'{onnx_file} is a {task} model, but the config builds a '
-                             f'{own} model; pass the config it was exported from '
-                             f'({self.metadata.get("config", "see its metadata")})')
+            raise TaskError(f'{file} is a {task} model, but the config builds a '
+                            f'{own} model; pass the config it was exported from '
+                            f'({self.metadata.get("config", "see its metadata")})')
         self.task = task
         self.with_nms = bool(self.metadata.get('nms', False))
-        self.session = cpu_session(onnx_file, threads)
-        shape = self.session.get_inputs()[0].shape  # ints, or names if dynamic
-        self._fixed_batch = shape[0] if isinstance(shape[0], int) else None
-        self._fixed_size = tuple(shape[2:]) if all(
-            isinstance(v, int) for v in shape[2:]) else None
-        self._outputs = [o.name for o in self.session.get_outputs()]
+
+    # the file, by its old name (ONNXRuntimeModel.onnx_file)
+    @property
+    def onnx_file(self) -> str:
+        return self.file
 
     # attributes the inferencer and mmdet/mmseg code read from the model
     @property
@@ -124,8 +104,8 @@ class ONNXRuntimeModel(BaseModel):
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
             return self._run(inputs)
-        raise ValueError(f'an ONNX model only predicts (mode "predict" or "tensor"), '
-                         f'got mode {mode!r}')
+        raise ValueError(f'an exported model only predicts (mode "predict" or '
+                         f'"tensor"), got mode {mode!r}')
 
     def test_step(self, data) -> list:
         data = self.data_preprocessor(data, False)
@@ -134,18 +114,18 @@ class ONNXRuntimeModel(BaseModel):
     val_step = test_step
 
     def train_step(self, data, optim_wrapper):
-        raise RuntimeError('an ONNX model cannot be trained: train the PyTorch model '
-                           'and export it again')
+        raise RuntimeError('an exported model cannot be trained: train the PyTorch '
+                           'model and export it again')
 
     # -- running the graph ------------------------------------------------------------
     def _check_input(self, inputs: torch.Tensor) -> None:
         size = tuple(inputs.shape[2:])
-        if self._fixed_size is not None and size != self._fixed_size:
+        fixed = self.runtime.fixed_size
+        if fixed is not None and size != fixed:
             raise ValueError(
-                f'{self.onnx_file} was exported for {self._fixed_size[0]}x'
-                f'{self._fixed_size[1]} inputs, but the preprocessing gives '
-                f'{size[0]}x{size[1]}: export it again at this size (--shape '
-                f'{size[0]} {size[1]})'
+                f'{self.file} was exported for {fixed[0]}x{fixed[1]} inputs, but the '
+                f'preprocessing gives {size[0]}x{size[1]}: export it again at this '
+                f'size (--shape {size[0]} {size[1]})'
                 + (' or with --dynamic' if self.task == 'segmentation' else ''))
 
     def _run(self, inputs: torch.Tensor) -> List[List[np.ndarray]]:
@@ -153,21 +133,20 @@ class ONNXRuntimeModel(BaseModel):
         one list for the whole batch."""
         self._check_input(inputs)
         array = inputs.detach().cpu().float().numpy()
-        if self._fixed_batch == 1 and array.shape[0] != 1:
-            return [self.session.run(self._outputs, {'input': array[i:i + 1]})
-                    for i in range(array.shape[0])]
-        return [self.session.run(self._outputs, {'input': array})]
+        if self.runtime.fixed_batch == 1 and array.shape[0] != 1:
+            return [self.runtime.run(array[i:i + 1]) for i in range(array.shape[0])]
+        return [self.runtime.run(array)]
 
     def predict(self, inputs: torch.Tensor, data_samples: Sequence,
                 rescale: bool = True) -> list:
-        """The model's ``predict`` on a preprocessed batch, by onnxruntime."""
+        """The model's ``predict`` on a preprocessed batch, by the runtime."""
         outputs = self._run(inputs)
         if self.task == 'segmentation':
             logits = torch.from_numpy(np.concatenate([o[0] for o in outputs]))
             return self.torch_model.postprocess_result(logits, data_samples)
         if self.with_nms:
             return self._detections_from_graph(outputs, data_samples, rescale)
-        levels = len(self._outputs) // 2
+        levels = len(self.runtime.output_names) // 2
         batch = [torch.from_numpy(np.concatenate([o[i] for o in outputs]))
                  for i in range(2 * levels)]
         results = self.bbox_head.predict_by_feat(
@@ -193,9 +172,20 @@ class ONNXRuntimeModel(BaseModel):
         return list(data_samples)
 
 
-def onnx_model_config(onnx_file: str, cfg: Config, threads: Optional[int] = None
-                      ) -> dict:
-    """``cfg.model`` replaced by an :class:`ONNXRuntimeModel` of ``onnx_file`` (the
-    config's model inside it), for ``Runner.from_cfg``."""
-    return dict(type='mobilenet_tasks.ONNXRuntimeModel', onnx_file=onnx_file,
-                model=cfg.model, threads=threads)
+@MODELS.register_module()
+class ONNXRuntimeModel(BackendModel):
+    """:class:`BackendModel` by its first name (configs dumped by earlier versions
+    build ``mobilenet_tasks.ONNXRuntimeModel`` with ``onnx_file=``)."""
+
+    def __init__(self, onnx_file: str, model, threads: Optional[int] = None,
+                 init_cfg=None):
+        super().__init__(onnx_file, model, threads, backend='onnxruntime',
+                         init_cfg=init_cfg)
+
+
+def backend_model_config(file: str, cfg: Config, threads: Optional[int] = None,
+                         backend: Optional[str] = None) -> dict:
+    """``cfg.model`` replaced by a :class:`BackendModel` of ``file`` (the config's
+    model inside it), for ``Runner.from_cfg``."""
+    return dict(type='mobilenet_tasks.BackendModel', file=file, model=cfg.model,
+                threads=threads, backend=backend)
