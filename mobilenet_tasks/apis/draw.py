@@ -11,11 +11,10 @@ from typing import Sequence, Tuple
 import cv2
 import numpy as np
 
-from mobilenet_tasks.utils.metainfo import generate_palette  # noqa: F401 (re-exported)
+from mobilenet_tasks.utils.metainfo import Colour
 
 from .results import DetectionResult, SegmentationResult
 
-Colour = Tuple[int, int, int]
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 

@@ -7,8 +7,15 @@ ready for ``torch.save({'state_dict': ..., 'meta': ...})`` and
 reduced tail) is inferred from the keys and shapes unless given; a state dict of another
 arch raises ValueError saying what differs. The tools in ``tools/model_converters/`` are
 the command-line front ends.
+
+Modules: ``layout`` (a MobileNet's positions, written as our keys), ``matching`` (which
+of our backbones a converted state dict is), ``info`` (what a conversion found, and our
+config of that backbone), one module per source (``torchvision``, ``timm``,
+``mmpretrain``, ``torchvision_ssdlite``, ``torchvision_lraspp``) and ``cli`` (the tools'
+arguments, loading and saving; the only place that exits).
 """
-from .common import TARGET_EPS, ConversionInfo, fold_bn_eps
+from .info import ConversionInfo
+from .layout import TARGET_EPS, fold_bn_eps
 from .mmpretrain import MMPRETRAIN_ARCHS, convert_mmpretrain_mobilenet_v3
 from .timm import TIMM_ARCHS, convert_timm
 from .torchvision import TORCHVISION_ARCHS, convert_torchvision

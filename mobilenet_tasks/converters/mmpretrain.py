@@ -13,9 +13,10 @@ where ours at width 0.5 has 8, so it has no equivalent here and is refused.
 """
 from typing import Dict, List, Optional
 
-from .common import (TARGET_EPS, SE, Block, Candidate, ConversionInfo, ConvBN, Layout,
-                     candidates, check_all_used, check_contiguous, child_indices,
-                     convert_layout, finish, match_backbone)
+from .info import ConversionInfo, finish
+from .layout import (TARGET_EPS, SE, Block, ConvBN, Layout, check_all_used,
+                     check_contiguous, child_indices, convert_layout)
+from .matching import Candidate, candidates, match_backbone
 
 #: Source arch (mmpretrain's ``arch``, without the width) -> our backbones it may be.
 MMPRETRAIN_ARCHS: Dict[str, List[Candidate]] = {

@@ -23,9 +23,10 @@ same keys and shapes, so nothing in a state dict tells them apart, but they use 
 """
 from typing import Dict, List, Optional
 
-from .common import (TARGET_EPS, SE, Block, Candidate, ConversionInfo, ConvBN, Layout,
-                     candidates, check_all_used, check_contiguous, child_indices,
-                     convert_layout, copy_linears, finish, match_backbone)
+from .info import ConversionInfo, finish
+from .layout import (TARGET_EPS, SE, Block, ConvBN, Layout, check_all_used,
+                     check_contiguous, child_indices, convert_layout, copy_linears)
+from .matching import Candidate, candidates, match_backbone
 
 #: Source arch -> our backbones it may be, likeliest first. timm's model names
 #: (``mobilenetv3_large_100``, ``semnasnet_100``, ...) are these plus a width suffix.

@@ -8,10 +8,11 @@ rule), and ``reduced_tail=True`` is inferred from the channel counts.
 """
 from typing import Dict, List, Optional
 
-from .common import (TARGET_EPS, Candidate, ConversionInfo, ConvBN, Layout,
-                     block_from_units, candidates, check_all_used, check_contiguous,
-                     child_indices, convert_layout, copy_linears, finish, match_backbone,
+from .info import ConversionInfo, finish
+from .layout import (TARGET_EPS, ConvBN, Layout, block_from_units, check_all_used,
+                     check_contiguous, child_indices, convert_layout, copy_linears,
                      units_from_sequential)
+from .matching import Candidate, candidates, match_backbone
 
 #: Source arch (torchvision's builder name) -> our backbones it may be, likeliest first.
 #: torchvision builds V3 at width 1.0 only (its internal ``width_mult`` scales the

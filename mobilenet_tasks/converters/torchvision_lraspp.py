@@ -31,8 +31,9 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .common import (TARGET_EPS, Candidate, ConvBN, _Writer, check_all_used,
-                     child_indices, format_cfg, output_channels)
+from .info import format_cfg, output_channels
+from .layout import TARGET_EPS, ConvBN, Writer, check_all_used, child_indices
+from .matching import Candidate
 from .torchvision import TORCHVISION_EPS, convert_torchvision
 
 Tensor = torch.Tensor
@@ -142,7 +143,7 @@ def _source_names(message: str) -> str:
     return re.sub(r'\bfeatures\.(\d+)', r'backbone.\1', message)
 
 
-def _shape(w: _Writer, key: str, expected: Tuple[int, ...], what: str) -> None:
+def _shape(w: Writer, key: str, expected: Tuple[int, ...], what: str) -> None:
     """Raise ValueError naming ``key`` unless its tensor has shape ``expected``."""
     shape = tuple(w.get(key).shape)
     if shape != tuple(expected):
@@ -211,7 +212,7 @@ def convert_torchvision_lraspp(state_dict: StateDict, *,
     key_map = {k: back.get(v, v) for k, v in mbv3_info.key_map.items()}
 
     # -- the head: our LRASPPHead ------------------------------------------------------
-    w = _Writer(state_dict, HEAD_EPS, HEAD_EPS)
+    w = Writer(state_dict, HEAD_EPS, HEAD_EPS)
     low_w = w.get('classifier.low_classifier.weight')
     high_w = w.get('classifier.high_classifier.weight')
     found_classes, found_channels = low_w.shape[0], high_w.shape[1]

@@ -40,8 +40,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .common import (TARGET_EPS, Candidate, ConvBN, _Writer, check_all_used,
-                     check_contiguous, child_indices, format_cfg)
+from .info import format_cfg
+from .layout import (TARGET_EPS, ConvBN, Writer, check_all_used, check_contiguous,
+                     child_indices)
+from .matching import Candidate
 from .torchvision import TORCHVISION_EPS, convert_torchvision
 
 Tensor = torch.Tensor
@@ -266,7 +268,7 @@ def convert_torchvision_ssdlite(state_dict: StateDict, *,
     key_map = {k: back.get(v, v) for k, v in mbv3_info.key_map.items()}
 
     # -- the extra layers: mmdet's SSDNeck ---------------------------------------------
-    w = _Writer(state_dict, source_eps, target_eps)
+    w = Writer(state_dict, source_eps, target_eps)
     num_extra = _num_levels(state_dict, 'backbone.extra.')
     extra_channels = []
     for i in range(num_extra):

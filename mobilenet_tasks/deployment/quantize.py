@@ -83,6 +83,7 @@ import tempfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Union
 
 import numpy as np

@@ -1,9 +1,17 @@
-"""The paper's figures that configs are checked against (see ../shared/PAPER_TABLES.md).
+"""The paper's rows, in one place (see ../shared/PAPER_TABLES.md).
 
-Only architecture facts (params and MAdds) are checked here: accuracy needs the real
-datasets and GPU-days. Each table says the input size its MAdds were counted at. The
-paper's accuracy and latency per row are kept too (``PAPER_ACCURACY``,
-``PAPER_LATENCY_MS``): the benchmark plots and compares against them.
+Every table row a config rebuilds is written here and nowhere else: its params and MAdds
+(``PAPER_TABLES``, with the input size the MAdds were counted at), accuracy
+(``PAPER_ACCURACY``, ``PAPER_METRIC``), latency (``PAPER_LATENCY_MS``) and, for the
+segmentation tables, its architecture columns (``TABLE7_COLUMNS``, ``TABLE8_ROWS``).
+The model index points here (``Paper: {Table, Row}`` in the metafiles); the tables of
+``configs/README.md`` are printed by ``tools/analysis_tools/paper_tables.py`` from this
+module and the model index, and ``tests/test_tools/test_paper_tables.py`` fails where
+the README or a metafile says otherwise.
+
+Only architecture facts (params and MAdds) can be checked against our models here:
+accuracy needs the real datasets and GPU-days. This module is data only (utils is the
+bottom layer): counting our models is ``tools/analysis_tools/paper_tables.py``'s.
 """
 # table -> (input (H, W), {row: (params in millions, MAdds in millions)})
 PAPER_TABLES = {
@@ -54,7 +62,6 @@ PAPER_TABLES = {
     }),
 }
 
-# Relative difference allowed between our count and the paper's figure.
 # The paper's accuracy of the rows our configs build (../shared/PAPER_TABLES.md):
 # (table, row) -> value; PAPER_METRIC names the metric and dataset of each table.
 PAPER_ACCURACY = {
@@ -77,8 +84,6 @@ PAPER_LATENCY_MS = {  # Pixel-1 (Table 6) / Pixel-3 (Table 7 text), one core
     ('6', 'V3-Small†'): 43, ('7', '1'): 3900, ('7', '8'): 2470,
 }
 
-TOLERANCE = 0.05
-
 
 def paper_figures(table: str, row: str):
     """Return ``(input_shape, params_m, madds_m)`` of a row; KeyError names the rows."""
@@ -90,42 +95,29 @@ def paper_figures(table: str, row: str):
     return (shape, ) + rows[row]
 
 
-def compare_with_paper(entries, tolerance: float = TOLERANCE):
-    """Count params and MAdds of every model-index entry that names a paper row.
-
-    Args:
-        entries (list[dict]): Model-index entries (``load_model_index()``).
-        tolerance (float): Allowed relative difference.
-
-    Returns:
-        list[dict]: One row per entry with a ``Paper`` field: name, table, row, input
-        shape, ours and the paper's params (M) and MAdds (M), relative differences and
-        ``ok``.
-    """
-    from .complexity import count_complexity
-    from .config import build_model
-
-    rows = []
-    for entry in entries:
-        paper = entry.get('Paper')
-        if not paper:
-            continue
-        shape, params, madds = paper_figures(str(paper['Table']), str(paper['Row']))
-        ours = count_complexity(build_model(entry['Config']), shape)
-        our_params, our_madds = ours['params'] / 1e6, ours['madds'] / 1e6
-        d_params = None if params is None else our_params / params - 1
-        d_madds = our_madds / madds - 1
-        ok = abs(d_madds) <= tolerance and (d_params is None
-                                            or abs(d_params) <= tolerance)
-        rows.append(dict(name=entry['Name'], table=str(paper['Table']),
-                         row=str(paper['Row']), shape=shape, params=our_params,
-                         paper_params=params, d_params=d_params, madds=our_madds,
-                         paper_madds=madds, d_madds=d_madds, ok=ok))
-    return rows
-
-
-# Table 7's rows, named (configs/README.md).
+# Table 7's rows, named (the benchmark's labels; TABLE7_COLUMNS has their columns).
 TABLE7_ROWS = {'1': 'R-ASPP V2', '2': 'R-ASPP V2 RF2', '3': 'LR-ASPP V2 F256',
                '4': 'LR-ASPP V2', '5': 'R-ASPP V3', '6': 'R-ASPP V3 RF2',
                '7': 'LR-ASPP V3 F256', '8': 'LR-ASPP V3', '9': 'LR-ASPP V2 0.5',
                '10': 'LR-ASPP V2 0.35', '11': 'LR-ASPP V3-Small'}
+
+# Table 7's other columns: row -> (backbone, RF2, SH, F). RF2: the channels of the last
+# blocks halved (the reduced tail); SH: the LR-ASPP segmentation head (without it,
+# R-ASPP); F: the filters of the head.
+TABLE7_COLUMNS = {
+    '1': ('V2', False, False, 256),
+    '2': ('V2', True, False, 256),
+    '3': ('V2', True, True, 256),
+    '4': ('V2', True, True, 128),
+    '5': ('V3', False, False, 256),
+    '6': ('V3', True, False, 256),
+    '7': ('V3', True, True, 256),
+    '8': ('V3', True, True, 128),
+    '9': ('V2 0.5', True, True, 128),
+    '10': ('V2 0.35', True, True, 128),
+    '11': ('V3-Small', True, True, 128),
+}
+# Table 8's rows are Table 7 models on Cityscapes test at output stride 16 (atrous last
+# block, as in Table 7) or 32: row -> (Table 7 row, output stride).
+TABLE8_ROWS = {'V3 OS16': ('8', 16), 'V3 OS32': ('8', 32),
+               'V3-Small OS16': ('11', 16), 'V3-Small OS32': ('11', 32)}

@@ -13,9 +13,9 @@ import pytest
 from mmengine.config import Config
 
 from mobilenet_tasks.datasets import make_demo_coco
-from mobilenet_tasks.datasets.checks import BadDataError, check_data_files
-from mobilenet_tasks.datasets.validation import (DataCheckHook, check_cityscapes,
-                                                 data_check_policy, validate_datasets)
+from mobilenet_tasks.datasets.checks import (BadDataError, DataCheckHook,
+                                             check_cityscapes, check_data_files,
+                                             data_check_policy, validate_datasets)
 from mobilenet_tasks.testing import tiny_ssdlite_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -420,7 +420,7 @@ class _Fake:
 
 
 def test_checked_dataset_fails_naming_the_file_or_skips_and_counts():
-    from mobilenet_tasks.datasets.validation import CheckedDataset
+    from mobilenet_tasks.datasets.checks import CheckedDataset
     dataset = CheckedDataset(_Fake({1}))
     assert dataset[0] == 0 and len(dataset) == 4
     assert dataset.metainfo['classes'] == ('a', )

@@ -20,7 +20,7 @@ from hypothesis.extra import numpy as hnp
 from mobilenet_tasks.apis.inputs import InputError, read_image, to_bgr_uint8
 from mobilenet_tasks.datasets.cityscapes_convert import (POLYGON_SUFFIX,
                                                          convert_json_to_label)
-from mobilenet_tasks.datasets.validation import check_coco, clean_coco
+from mobilenet_tasks.datasets.checks import check_coco, clean_coco
 
 FUZZ = settings(max_examples=100, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mobilenet_tasks.deployment import benchmark as bm
+from mobilenet_tasks.analysis import benchmark as bm
 from mobilenet_tasks.testing import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +88,7 @@ def _check_ratios(report):
 def _check_counts(report):
     """Params and MAdds are count_complexity's, of the module timed, at the size
     timed."""
-    from mobilenet_tasks.utils.complexity import count_complexity
+    from mobilenet_tasks.analysis.complexity import count_complexity
     models = {m['name']: m for m in report['models']}
     for name in (bm.V3_REDUCED, bm.TV_SSDLITE):
         built = bm.build(bm.resolve(name))

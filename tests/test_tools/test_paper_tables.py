@@ -3,13 +3,17 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from runpy import run_path
 
 import pytest
+import yaml
 
 from mobilenet_tasks.utils.model_index import load_model_index
-from mobilenet_tasks.utils.paper import compare_with_paper
+from mobilenet_tasks.utils.paper import PAPER_TABLES, TABLE7_COLUMNS, TABLE8_ROWS
 
 ROOT = Path(__file__).resolve().parents[2]
+TOOL = run_path(str(ROOT / 'tools/analysis_tools/paper_tables.py'))
+compare_with_paper = TOOL['compare_with_paper']
 V3_LARGE = ROOT / 'configs/classification/mobilenet-v3-large_8xb128_in1k.py'
 
 
@@ -98,3 +102,101 @@ def test_paper_tables_and_get_flops_tools():
     assert madds == pytest.approx(216.6, abs=0.1)
     assert re.search(r'^input: +224x224$', out, re.M)
     assert 'Table 3, V3-Large 1.0' in out
+
+
+# -- the paper's rows are written once (mobilenet_tasks.utils.paper) -------------------
+def test_every_paper_reference_is_a_row_of_paper_py():
+    entries = [entry for entry in load_model_index() if 'Paper' in entry]
+    assert entries
+    for entry in entries:
+        table, row = str(entry['Paper']['Table']), str(entry['Paper']['Row'])
+        assert table in PAPER_TABLES, f'{entry["Name"]}: no Table {table!r} in paper.py'
+        assert row in PAPER_TABLES[table][1], (
+            f'{entry["Name"]}: Table {table} of paper.py has no row {row!r}')
+        if table == '7':
+            assert row in TABLE7_COLUMNS, entry['Name']
+        if table == '8':
+            assert row in TABLE8_ROWS, entry['Name']
+
+
+def test_metafile_input_sizes_are_the_paper_tables():
+    """A metafile's ``Input Size`` of a paper row is the one the paper counted at."""
+    checked = 0
+    for entry in load_model_index():
+        size = (entry.get('Metadata') or {}).get('Input Size')
+        if 'Paper' not in entry or size is None:
+            continue
+        height, width = PAPER_TABLES[str(entry['Paper']['Table'])][0]
+        assert size == f'{height}x{width}', (entry['Name'], size)
+        checked += 1
+    assert checked >= 20
+
+
+def test_metafile_holds_no_paper_figures():
+    """The figures are paper.py's: a metafile entry names its row, nothing more."""
+    figures = ('Results', 'Params', 'MAdds', 'FLOPs', 'Latency')
+    for path in ('configs/metafile.yml', 'configs/classification/metafile.yml'):
+        for model in yaml.safe_load((ROOT / path).read_text())['Models']:
+            assert set(model.get('Paper') or {}) <= {'Table', 'Row'}, model
+            found = [k for k in figures
+                     if k in model or k in (model.get('Metadata') or {})]
+            assert not found, f'{path}: {model["Name"]} repeats {found}'
+
+
+def test_readme_table_is_the_generated_one():
+    """configs/README.md's table of the Table 7/8 rows is what ``paper_tables.py
+    --markdown`` prints from paper.py and the model index."""
+    readme = (ROOT / 'configs/README.md').read_text()
+    begin, end = TOOL['MARKDOWN_BEGIN'], TOOL['MARKDOWN_END']
+    assert readme.count(begin) == 1 and readme.count(end) == 1
+    written = readme.split(begin + '\n', 1)[1].split(end, 1)[0]
+    expected = TOOL['segmentation_rows_markdown'](load_model_index())
+    assert written == expected, (
+        'configs/README.md differs from `python tools/analysis_tools/paper_tables.py '
+        '--markdown`: paste its output between the markers')
+    names = {e['Name'] for e in load_model_index()
+             if str((e.get('Paper') or {}).get('Table')) in ('7', '8')}
+    assert len(expected.splitlines()) == 2 + len(names) == 15
+
+
+def assert_diff(printed: str, ours: str, paper: float, rounding: float, line: str):
+    """``printed`` (``'-2.2%'``) is ``ours / paper - 1``, up to the rounding of both
+    printed numbers (``ours`` to ``rounding``, the percentage to 0.05)."""
+    allowed = 0.05 + 100 * rounding / paper + 1e-9
+    assert abs(float(printed.rstrip('%')) - (float(ours) / paper - 1) * 100
+               ) <= allowed, line
+
+
+def test_readme_tool_outputs_have_paper_py_figures():
+    """The outputs of ``paper_tables.py`` pasted in configs/README.md: one line per
+    entry of Tables 6, 7 and 8, each with paper.py's row, input and figures, and
+    differences that are those of the figures beside them."""
+    readme = (ROOT / 'configs/README.md').read_text()
+    entries = [e for e in load_model_index()
+               if str((e.get('Paper') or {}).get('Table')) in ('6', '7', '8')]
+    assert len(entries) == 24
+    for entry in entries:
+        table, row = str(entry['Paper']['Table']), str(entry['Paper']['Row'])
+        lines = [line for line in readme.splitlines()
+                 if line.startswith(entry['Name'] + ' ')]
+        assert len(lines) == 1, (entry['Name'], lines)
+        head = re.escape(f'{entry["Name"]} ') + r' *' + re.escape(f'{table} {row}') + ' '
+        match = re.match(head, lines[0])
+        assert match, (lines[0], table, row)
+        (shape, params, paper_params, d_params, madds, paper_madds, d_madds,
+         ok) = lines[0][match.end():].split()
+        height, width = PAPER_TABLES[table][0]
+        want_params, want_madds = PAPER_TABLES[table][1][row]
+        assert shape == f'{height}x{width}', lines[0]
+        assert ok == 'yes', lines[0]
+        assert float(paper_madds) == round(want_madds), lines[0]
+        assert_diff(d_madds, madds, want_madds, 0.05, lines[0])
+        if want_params is None:
+            assert (paper_params, d_params) == ('-', '-'), lines[0]
+        else:
+            assert float(paper_params) == round(want_params, 2), lines[0]
+            assert_diff(d_params, params, want_params, 0.0005, lines[0])
+    counts = [int(n) for n in re.findall(r'^(\d+) rows, 0 outside 5%$', readme, re.M)]
+    per_table = [sum(str(e['Paper']['Table']) == t for e in entries)
+                 for t in ('6', '7', '8')]
+    assert counts == per_table == [11, 11, 2]

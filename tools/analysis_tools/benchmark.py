@@ -19,7 +19,7 @@ Latency: the median of ``--repeats`` timed rounds after ``--warmup`` rounds, eve
 (model, backend) of a task interleaved in each round, at 1 thread and at all cores.
 Ratios between two models are given for every backend measured on both (eager first).
 What is timed, the backends and where the accuracies come from: see
-``mobilenet_tasks.deployment.benchmark``. ``--quick`` (for tests; its figures mean
+``mobilenet_tasks.analysis.benchmark``. ``--quick`` (for tests; its figures mean
 little): the V3† SSDLite, Table 7 rows 1 and 8 and the peers at small inputs (detection
 160x160, segmentation 392x392 with ``--global-pool``), only the backends the ratio rows
 use (and eager), one warm-up and one timed round, 1 calibration image.
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse_args(argv=None):
-    from mobilenet_tasks.deployment import benchmark as bm
+    from mobilenet_tasks.analysis import benchmark as bm
     parser = argparse.ArgumentParser(
         description='Params, MAdds and latency (PyTorch eager, BN folded, onnxruntime '
         'fp32 and int8) of our configs and the stock peers')
@@ -85,7 +85,7 @@ def parse_args(argv=None):
 
 
 def settings_from_args(args):
-    from mobilenet_tasks.deployment import benchmark as bm
+    from mobilenet_tasks.analysis import benchmark as bm
     values = dict(work_dir=args.work_dir)
     if args.models:
         values['models'] = tuple(args.models)
@@ -108,7 +108,7 @@ def settings_from_args(args):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mobilenet_tasks.deployment import benchmark as bm
+    from mobilenet_tasks.analysis import benchmark as bm
     try:
         report = bm.run_benchmark(settings_from_args(args))
     except bm.BenchmarkError as e:

@@ -81,20 +81,25 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------------------------------
 # Inputs: config, weights, video
 # ---------------------------------------------------------------------------------------
-def resolve_config(model: str) -> str:
-    """A config path for a config path or a model-index name."""
-    if osp.isfile(model):
-        return osp.abspath(model)
-    from mobilenet_tasks.utils.model_index import load_model_index
-    for entry in load_model_index():
-        if entry['Name'] == model:
-            return entry['Config']
-    raise SystemExit(f'error: {model}: neither a config file nor a model-index name '
-                     '(see model-index.yml)')
-
-
-def task_of(cfg) -> str:
-    return 'segmentation' if 'decode_head' in cfg.model else 'detection'
+def config_and_task(model: str):
+    """``(config path, loaded config, task)`` of a config path or a model-index name;
+    SystemExit with a message for anything else, or a config that is neither a
+    detector nor a segmentor."""
+    from mobilenet_tasks.utils.config import load_config, resolve_config
+    from mobilenet_tasks.utils.task import TaskError, task_of_config
+    try:
+        config_path = osp.abspath(resolve_config(model))
+    except ValueError as e:
+        hint = str(e).partition('; ')[2] or str(e)
+        raise SystemExit(f'error: {model}: neither a config file nor a model-index '
+                         f'name (see model-index.yml); {hint}') from e
+    cfg = load_config(config_path)
+    try:
+        task = task_of_config(cfg, model, 'the benchmark compares detection and '
+                              'segmentation inferencers')
+    except TaskError as e:
+        raise SystemExit(f'error: {e}') from e
+    return config_path, cfg, task
 
 
 def dataset_meta(cfg) -> dict:
@@ -305,14 +310,10 @@ def stage_times(ours, theirs, video: str, task: str, args, frames: int) -> dict:
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    from mmengine.config import Config
-
     import mobilenet_tasks  # noqa: F401  (registries)
     work_dir = Path(args.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    config_path = resolve_config(args.model)
-    cfg = Config.fromfile(config_path)
-    task = task_of(cfg)
+    config_path, cfg, task = config_and_task(args.model)
     size = tuple(args.size) if args.size else (
         (320, 320) if task == 'detection' else (256, 512))
     if args.quick and not args.size:

@@ -7,7 +7,7 @@ import argparse
 
 from mmengine.config import DictAction
 
-from mobilenet_tasks.utils.complexity import count_complexity
+from mobilenet_tasks.analysis.complexity import count_complexity
 from mobilenet_tasks.utils.config import build_model, load_config
 from mobilenet_tasks.utils.model_index import find_entry
 from mobilenet_tasks.utils.paper import paper_figures

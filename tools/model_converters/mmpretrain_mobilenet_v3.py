@@ -9,7 +9,7 @@ SRC is an mmpretrain checkpoint (``state_dict`` with ``backbone.layer0...`` and
 ``head.*``); its ``backbone.layerN`` become our ``backbone.layers.N`` and its head, the
 same StackedLinearClsHead as our configs', is copied unchanged.
 """
-from mobilenet_tasks.converters.common import run_cli
+from mobilenet_tasks.converters.cli import run_cli
 from mobilenet_tasks.converters.mmpretrain import (MMPRETRAIN_ARCHS,
                                                    convert_mmpretrain_mobilenet_v3)
 

@@ -12,7 +12,7 @@ at output stride 32: timm dilates one block later than ours for output stride 8 
 timm's ``tf_*`` ports (TF padding, eps 1e-3) have the same keys and shapes but are not
 equivalent: do not convert them.
 """
-from mobilenet_tasks.converters.common import run_cli
+from mobilenet_tasks.converters.cli import run_cli
 from mobilenet_tasks.converters.timm import TIMM_ARCHS, convert_timm
 
 

@@ -9,8 +9,8 @@ model of ``configs/lraspp_v3_large_torchvision_voc.py`` (``load_from=DST``, or
 ``tools/test.py CONFIG DST``), which predicts torchvision's 21 classes (background +
 the 20 Pascal VOC categories, in mmseg's PascalVOCDataset order).
 """
-from mobilenet_tasks.converters.common import (convert_and_save, converter_parser,
-                                               count_tensors)
+from mobilenet_tasks.converters.cli import (convert_and_save, converter_parser,
+                                            count_tensors)
 from mobilenet_tasks.converters.torchvision_lraspp import (CONFIG_CHANNELS,
                                                            CONFIG_NUM_CLASSES,
                                                            convert_torchvision_lraspp)

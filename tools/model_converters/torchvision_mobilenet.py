@@ -13,7 +13,7 @@ and into a lone backbone with
 A reduced-tail model's classifier (hidden layer 640 / 512) has no config here: its
 backbone loads as above, its head into a StackedLinearClsHead with the printed cfg.
 """
-from mobilenet_tasks.converters.common import run_cli
+from mobilenet_tasks.converters.cli import run_cli
 from mobilenet_tasks.converters.torchvision import TORCHVISION_ARCHS, convert_torchvision
 
 

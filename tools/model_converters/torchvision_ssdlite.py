@@ -10,8 +10,8 @@ SRC is a state dict as torchvision saves it. DST holds ``state_dict`` (``backbon
 ``tools/test.py CONFIG DST``). torchvision's 91 COCO labels become mmdet's 80 COCO
 classes (background last; the 10 unused N/A labels are dropped).
 """
-from mobilenet_tasks.converters.common import (convert_and_save, converter_parser,
-                                               count_tensors)
+from mobilenet_tasks.converters.cli import (convert_and_save, converter_parser,
+                                            count_tensors)
 from mobilenet_tasks.converters.torchvision_ssdlite import convert_torchvision_ssdlite
 
 

@@ -4,11 +4,23 @@ Besides missing annotation files and image folders (any dataset), a Cityscapes t
 checked for what mmseg would otherwise stumble over later: an image folder without
 images (mmseg would build an empty dataset) and a gtFine folder whose polygons are not
 converted to ``*_gtFine_labelTrainIds.png`` yet. The checks glob with early exit, so
-they cost milliseconds on the real dataset.
+they cost milliseconds on the real dataset. :func:`check_data_files` then checks the
+content (:func:`~.validate.validate_datasets`).
 """
 import os.path as osp
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .errors import DatasetNotFoundError
+from .layout import (CITYSCAPES_IMG_SUFFIX, CITYSCAPES_SEG_MAP_SUFFIX, CONVERT_COMMAND,
+                     POLYGON_SUFFIX, cityscapes_dirs, cityscapes_instance_ids_path,
+                     cityscapes_label_ids_path, is_cityscapes, loader_datasets)
+from .validate import validate_datasets
+
+__all__ = [
+    'HOW_TO_GET', 'DEMO_HINT', 'missing_data_files', 'cityscapes_problems',
+    'check_data_files', 'label_ids_missing_message', 'check_cityscapes_eval_files'
+]
 
 HOW_TO_GET = {
     'CocoDataset': (
@@ -27,47 +39,6 @@ HOW_TO_GET = {
 }
 DEMO_HINT = ('To try the project without it, `make demo` trains and evaluates on the '
              'built-in demo dataset, which the project generates.')
-
-
-CONVERT_COMMAND = 'python tools/dataset_converters/cityscapes.py {root}'
-CITYSCAPES_IMG_SUFFIX = '_leftImg8bit.png'  # mmseg's CityscapesDataset defaults
-CITYSCAPES_SEG_MAP_SUFFIX = '_gtFine_labelTrainIds.png'
-POLYGON_SUFFIX = '_gtFine_polygons.json'
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset named by a config is not where the config says, or is incomplete."""
-
-
-class BadDataError(DatasetNotFoundError):
-    """The dataset is there but holds bad data (corrupt or missing files, bad boxes,
-    unknown categories, label values outside the classes), found under
-    ``data_check.policy='fail'``: see :mod:`mobilenet_tasks.datasets.validation`.
-
-    A subclass of :class:`DatasetNotFoundError` so that the tools, which stop with the
-    message of that error, stop with this one too.
-    """
-
-
-def _datasets(cfg_dataset) -> Iterator[dict]:
-    """The leaf dataset configs of a (possibly wrapped) dataset config."""
-    if not isinstance(cfg_dataset, dict):
-        return
-    if 'dataset' in cfg_dataset:  # RepeatDataset, ClassBalancedDataset, ...
-        yield from _datasets(cfg_dataset['dataset'])
-    elif 'datasets' in cfg_dataset:  # ConcatDataset
-        for sub in cfg_dataset['datasets']:
-            yield from _datasets(sub)
-    else:
-        yield cfg_dataset
-
-
-def loader_datasets(cfg, loaders: Sequence[str]) -> Iterator[Tuple[str, dict]]:
-    """``(loader name, leaf dataset config)`` for each dataset of the config's
-    ``loaders`` that are set (wrappers such as ConcatDataset looked through)."""
-    for loader in loaders:
-        for ds in _datasets((cfg.get(loader) or {}).get('dataset')):
-            yield loader, ds
 
 
 def missing_data_files(cfg, loaders=('train_dataloader', 'val_dataloader',
@@ -91,37 +62,9 @@ def missing_data_files(cfg, loaders=('train_dataloader', 'val_dataloader',
     return missing
 
 
-def _type_name(ds: dict) -> str:
-    ds_type = ds.get('type', '?')
-    return getattr(ds_type, '__name__', str(ds_type)).split('.')[-1]
-
-
-def dataset_type_names(dataset_cfg) -> List[str]:
-    """Type names (without scope) of the leaf datasets of a (possibly wrapped) dataset
-    config, e.g. ``['CityscapesDataset']``."""
-    return [_type_name(ds) for ds in _datasets(dataset_cfg)]
-
-
-def _is_cityscapes(ds: dict) -> bool:
-    return _type_name(ds) == 'CityscapesDataset'
-
-
 def _first(folder: str, suffix: str) -> Optional[Path]:
     """The first file under ``folder`` (recursively) whose name ends with ``suffix``."""
     return next(Path(folder).rglob(f'*{suffix}'), None)
-
-
-def _cityscapes_dirs(ds: dict) -> Tuple[str, str, str]:
-    """``(image dir, label dir, Cityscapes root)`` of a CityscapesDataset config."""
-    root = ds.get('data_root') or ''
-    prefix = ds.get('data_prefix') or {}
-    img_dir, seg_dir = (osp.abspath(osp.join(root, prefix.get(key) or ''))
-                        for key in ('img_path', 'seg_map_path'))
-    # the converter's root holds gtFine/ (data/cityscapes for .../gtFine/train)
-    parent = osp.dirname(seg_dir)
-    cs_root = osp.dirname(parent) if osp.basename(parent) == 'gtFine' else osp.abspath(
-        root or '.')
-    return img_dir, seg_dir, cs_root
 
 
 def cityscapes_problems(cfg, loaders=('train_dataloader', 'val_dataloader',
@@ -142,9 +85,9 @@ def cityscapes_problems(cfg, loaders=('train_dataloader', 'val_dataloader',
     """
     problems: Dict[str, List[str]] = {}  # message -> loaders, in order of discovery
     for loader, ds in loader_datasets(cfg, loaders):
-        if not _is_cityscapes(ds):
+        if not is_cityscapes(ds):
             continue
-        img_dir, seg_dir, cs_root = _cityscapes_dirs(ds)
+        img_dir, seg_dir, cs_root = cityscapes_dirs(ds)
         img_suffix = ds.get('img_suffix', CITYSCAPES_IMG_SUFFIX)
         seg_suffix = ds.get('seg_map_suffix', CITYSCAPES_SEG_MAP_SUFFIX)
         convert = CONVERT_COMMAND.format(root=cs_root)
@@ -177,7 +120,7 @@ def check_data_files(cfg, loaders=('train_dataloader', 'val_dataloader',
     Checks that the annotation files and image folders of the loaders' datasets exist,
     then (for Cityscapes) that the folders hold images and converted label maps, then
     (``validate``) their content under the config's ``data_check`` policy
-    (:func:`mobilenet_tasks.datasets.validation.validate_datasets`: raises
+    (:func:`~.validate.validate_datasets`: raises
     :class:`BadDataError` under ``policy='fail'``, the default; under ``'skip'`` changes
     ``cfg`` to leave the bad items out).
 
@@ -200,20 +143,7 @@ def check_data_files(cfg, loaders=('train_dataloader', 'val_dataloader',
             'The Cityscapes dataset this config trains or tests on is incomplete:\n' +
             '\n'.join(f'  {problem}' for problem in problems) + '\n' + DEMO_HINT)
     if validate:
-        from .validation import validate_datasets  # imports this module
         validate_datasets(cfg, loaders)
-
-
-def cityscapes_label_ids_path(seg_map_path: str) -> str:
-    """The ``*_gtFine_labelIds.png`` next to a ``*_gtFine_labelTrainIds.png``, as mmseg's
-    CityscapesMetric names it."""
-    return seg_map_path.replace('labelTrainIds.png', 'labelIds.png')
-
-
-def cityscapes_instance_ids_path(label_ids_path: str) -> str:
-    """The ``*_gtFine_instanceIds.png`` cityscapesscripts reads next to a labelIds
-    map."""
-    return label_ids_path.replace('labelIds', 'instanceIds')
 
 
 def label_ids_missing_message(path: str, cs_root: Optional[str] = None) -> str:
@@ -243,9 +173,9 @@ def check_cityscapes_eval_files(cfg, loaders: Sequence[str] = ('test_dataloader'
         instance_ids (bool): Also require the instanceIds maps.
     """
     for loader, ds in loader_datasets(cfg, loaders):
-        if not _is_cityscapes(ds):
+        if not is_cityscapes(ds):
             continue
-        _, seg_dir, cs_root = _cityscapes_dirs(ds)
+        _, seg_dir, cs_root = cityscapes_dirs(ds)
         seg_suffix = ds.get('seg_map_suffix', CITYSCAPES_SEG_MAP_SUFFIX)
         for seg_map in Path(seg_dir).rglob(f'*{seg_suffix}'):
             label_ids = cityscapes_label_ids_path(str(seg_map))
