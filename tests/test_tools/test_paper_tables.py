@@ -3,17 +3,17 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from runpy import run_path
 
 import pytest
 import yaml
 
+from mobilenet_tasks.analysis.paper_tables import (MARKDOWN_BEGIN, MARKDOWN_END,
+                                                   compare_with_paper,
+                                                   segmentation_rows_markdown)
 from mobilenet_tasks.utils.model_index import load_model_index
 from mobilenet_tasks.utils.paper import PAPER_TABLES, TABLE7_COLUMNS, TABLE8_ROWS
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOL = run_path(str(ROOT / 'tools/analysis_tools/paper_tables.py'))
-compare_with_paper = TOOL['compare_with_paper']
 V3_LARGE = ROOT / 'configs/classification/mobilenet-v3-large_8xb128_in1k.py'
 
 
@@ -147,10 +147,10 @@ def test_readme_table_is_the_generated_one():
     """configs/README.md's table of the Table 7/8 rows is what ``paper_tables.py
     --markdown`` prints from paper.py and the model index."""
     readme = (ROOT / 'configs/README.md').read_text()
-    begin, end = TOOL['MARKDOWN_BEGIN'], TOOL['MARKDOWN_END']
+    begin, end = MARKDOWN_BEGIN, MARKDOWN_END
     assert readme.count(begin) == 1 and readme.count(end) == 1
     written = readme.split(begin + '\n', 1)[1].split(end, 1)[0]
-    expected = TOOL['segmentation_rows_markdown'](load_model_index())
+    expected = segmentation_rows_markdown(load_model_index())
     assert written == expected, (
         'configs/README.md differs from `python tools/analysis_tools/paper_tables.py '
         '--markdown`: paste its output between the markers')
