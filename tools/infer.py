@@ -40,6 +40,9 @@ def parse_args(argv=None):
     parser.add_argument('--score-thr', '--pred-score-thr', dest='score_thr', type=float,
                         default=0.3, help='detections below this score are dropped')
     parser.add_argument('--batch-size', type=int, default=1, help='images a forward pass')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='CPU threads (default: OMP_NUM_THREADS if set, else the '
+                        'cores this process may use)')
     parser.add_argument('--no-draw', action='store_true',
                         help='write results only, no drawn images or video')
     parser.add_argument('--jsonl', help='results as JSON lines, one an image or frame '
@@ -54,6 +57,8 @@ def parse_args(argv=None):
         parser.error(f'--batch-size must be >= 1, got {args.batch_size}')
     if args.max_frames is not None and args.max_frames < 1:
         parser.error(f'--max-frames must be >= 1, got {args.max_frames}')
+    if args.threads is not None and args.threads < 1:
+        parser.error(f'--threads must be >= 1, got {args.threads}')
     return args
 
 
@@ -70,6 +75,16 @@ def _one_line_warnings(message, category, filename, lineno, line=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from mobilenet_tasks.utils.threads import busy_warning, choose_threads, set_threads
+    try:
+        threads = choose_threads(args.threads)
+    except ValueError as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2
+    set_threads(threads)
+    busy = busy_warning(threads)
+    if busy:
+        print(f'warning: {busy}', file=sys.stderr)
     from mobilenet_tasks.apis import Inferencer, InputError
     from mobilenet_tasks.apis.video import is_video
 
@@ -85,7 +100,7 @@ def main(argv=None) -> int:
     try:
         inferencer = Inferencer(model=args.model, weights=args.weights,
                                 device=args.device, score_thr=args.score_thr,
-                                batch_size=args.batch_size)
+                                batch_size=args.batch_size, threads=threads)
         if video:
             summary = inferencer(source, out_dir=args.out_dir, draw=not args.no_draw,
                                  progress=True, jsonl=args.jsonl,
@@ -105,13 +120,19 @@ def main(argv=None) -> int:
 
 
 def _save_images(inferencer, results, args) -> None:
-    """One JSON line an image (``{"source": path, **result}``), and say where all went."""
+    """One JSON line an image (``{"source": path, **result}``), one a file of the folder
+    that could not be read (``{"source": path, "skipped": reason}``), and say where all
+    went."""
     jsonl = args.jsonl or osp.join(args.out_dir, 'results.jsonl')
     os.makedirs(osp.dirname(osp.abspath(jsonl)), exist_ok=True)
     with open(jsonl, 'w') as f:
         for result in results:
             f.write(json.dumps(dict(source=result.source, **result.to_dict())) + '\n')
+        for path, reason in inferencer.skipped:
+            f.write(json.dumps(dict(source=path, skipped=reason)) + '\n')
     count = f'{len(results)} image{"s" * (len(results) != 1)}'
+    if inferencer.skipped:
+        count += f' ({len(inferencer.skipped)} skipped: listed there with the reason)'
     print(f'{inferencer.task}: {count}; results in {jsonl}')
     if not args.no_draw:
         print(f'drawn images in {args.out_dir}')

@@ -32,7 +32,9 @@ from mobilenet_tasks.datasets.checks import (DatasetNotFoundError,
                                              check_cityscapes_eval_files,
                                              check_data_files, dataset_type_names)
 from mobilenet_tasks.engine import (add_common_arguments, apply_common_options,
-                                    parse_args_with_local_rank)
+                                    apply_threads, parse_args_with_local_rank)
+from mobilenet_tasks.utils.config import resolve_config
+from mobilenet_tasks.utils.weights import check_fits
 
 CITYSCAPES_EVAL_DIR = 'cityscapes_eval'  # under the work dir
 
@@ -55,7 +57,7 @@ def parse_args():
                         '(PyTorch checkpoints)')
     parser.add_argument('--onnx-threads', type=int, default=None,
                         help="the runtime's intra-op threads for an exported CHECKPOINT "
-                        '(default: all cores)')
+                        '(default: --threads)')
     add_common_arguments(parser)
     return parse_args_with_local_rank(parser)
 
@@ -160,21 +162,26 @@ def main():
         raise SystemExit(f'checkpoint {args.checkpoint} does not exist')
     if args.out and not args.out.endswith(('.pkl', '.pickle')):
         raise SystemExit(f'--out must be a .pkl file, got {args.out}')
-    cfg = apply_common_options(Config.fromfile(args.config), args, args.config)
+    try:
+        config = resolve_config(args.config)
+        threads = apply_threads(args)
+        cfg = apply_common_options(Config.fromfile(config), args, config)
+    except ValueError as error:
+        raise SystemExit(f'error: {error}')
     runtime = runtime_for(args.checkpoint)
     if runtime and args.fuse_conv_bn:
         raise SystemExit('error: --fuse-conv-bn is for PyTorch checkpoints; an exported '
                          f'model ({runtime}) has its BatchNorm folded already')
     if runtime:
-        cfg.model = backend_model_config(args.checkpoint, cfg, args.onnx_threads,
-                                         runtime)
+        cfg.model = backend_model_config(args.checkpoint, cfg,
+                                         args.onnx_threads or threads, runtime)
         cfg.load_from = None
     else:
         cfg.load_from = args.checkpoint
     drop_training(cfg)
     if args.show_dir:
         enable_drawing(cfg, args.show_dir)
-    cityscapes_dir = add_cityscapes_eval(cfg, args.config) if args.cityscapes_eval \
+    cityscapes_dir = add_cityscapes_eval(cfg, config) if args.cityscapes_eval \
         else None
     try:
         check_data_files(cfg, loaders=('test_dataloader', ))
@@ -183,6 +190,11 @@ def main():
     except DatasetNotFoundError as error:
         raise SystemExit(f'error: {error}')
     runner = Runner.from_cfg(cfg)
+    if not runtime:  # mmengine's own loading only warns about what does not fit
+        try:
+            check_fits(runner.model, args.checkpoint, config)
+        except (ValueError, FileNotFoundError) as error:
+            raise SystemExit(f'error: {error}')
     if args.fuse_conv_bn:
         fuse_after_loading(runner)
     if args.out:

@@ -17,8 +17,10 @@ from mmengine.runner import Runner
 import mobilenet_tasks  # noqa: F401  (registries; safe checkpoint loading)
 from mobilenet_tasks.datasets.checks import DatasetNotFoundError, check_data_files
 from mobilenet_tasks.engine import (add_common_arguments, apply_common_options,
-                                    check_checkpoint_file, enable_safe_resume,
-                                    parse_args_with_local_rank)
+                                    apply_threads, check_checkpoint_file,
+                                    enable_safe_resume, parse_args_with_local_rank)
+from mobilenet_tasks.utils.config import resolve_config
+from mobilenet_tasks.utils.weights import check_fits
 
 
 def parse_args():
@@ -39,34 +41,40 @@ def parse_args():
     return parse_args_with_local_rank(parser)
 
 
-def check_resume_checkpoint(cfg) -> None:
+def check_resume_checkpoint(cfg):
     """Stop with a clear message if the checkpoint ``--resume`` would load is missing or
     incomplete (e.g. cut short by a crash under another tool), instead of a traceback
-    from deep inside torch.load."""
+    from deep inside torch.load; the path it will load (None: nothing to resume)."""
     if not cfg.get('resume'):
-        return
+        return None
     path = cfg.get('load_from')
     if path is None:
         last = osp.join(cfg.work_dir, 'last_checkpoint')
         if not osp.isfile(last):  # nothing saved yet: mmengine trains from the start
-            return
+            return None
         with open(last) as f:
             path = f.read().strip()
         source = f'{last} names {path}'
     else:
         source = f'--resume {path}'
     if '://' in path:  # remote checkpoints are not checked here
-        return
+        return None
     problem = check_checkpoint_file(path)
     if problem is not None:
         raise SystemExit(
             f'error: cannot resume: {source}, which is {problem}. Pass an older '
             'complete checkpoint with --resume PATH, or start without --resume.')
+    return path
 
 
 def main():
     args = parse_args()
-    cfg = apply_common_options(Config.fromfile(args.config), args, args.config)
+    try:
+        config = resolve_config(args.config)
+        apply_threads(args)
+        cfg = apply_common_options(Config.fromfile(config), args, config)
+    except ValueError as error:
+        raise SystemExit(f'error: {error}')
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -81,12 +89,17 @@ def main():
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     enable_safe_resume(cfg)
-    check_resume_checkpoint(cfg)
+    resume_from = check_resume_checkpoint(cfg)
     try:
         check_data_files(cfg)
     except DatasetNotFoundError as error:
         raise SystemExit(f'error: {error}')
     runner = Runner.from_cfg(cfg)
+    if resume_from is not None:  # mmengine's resume only warns about what does not fit
+        try:
+            check_fits(runner.model, resume_from, config)
+        except (ValueError, FileNotFoundError) as error:
+            raise SystemExit(f'error: cannot resume: {error}')
     runner.train()
 
 

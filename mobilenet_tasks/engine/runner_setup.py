@@ -6,17 +6,24 @@ import os
 import os.path as osp
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel
 
+from mobilenet_tasks.utils.threads import busy_warning, choose_threads, set_threads
+from .cfg_options import DictAction, check_cfg_options
 from .distributed import init_cpu_dist
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """The options tools/train.py and tools/test.py share, as OpenMMLab tools name them."""
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, key=value')
+                        help='override settings of the config, key=value (a key the '
+                        'config and the Runner do not know is refused; dict(...) values '
+                        'are read)')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='CPU threads of each process (default: OMP_NUM_THREADS if '
+                        'set, else the cores divided by the processes on this machine)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -30,8 +37,23 @@ def parse_args_with_local_rank(parser: argparse.ArgumentParser):
     return args
 
 
+def apply_threads(args) -> int:
+    """Set the threads ``--threads`` asks for (or the default of
+    :func:`~mobilenet_tasks.utils.threads.choose_threads`), warn when the machine is
+    busier than that, and return the number."""
+    threads = choose_threads(getattr(args, 'threads', None))
+    set_threads(threads)
+    warning = busy_warning(threads)
+    if warning:
+        print_log(warning, logger='current', level=logging.WARNING)
+    return threads
+
+
 def apply_common_options(cfg: Config, args, config_path: str) -> Config:
     """Apply ``--work-dir``, ``--launcher`` and ``--cfg-options`` to ``cfg``.
+
+    ``--cfg-options`` are checked first (:func:`~.cfg_options.check_cfg_options`:
+    ``CfgOptionsError``, a ValueError, for a key that would be ignored or fail).
 
     The work dir defaults to ``work_dirs/<config name>``. With a GPU, a distributed
     launcher gets mmengine's set-up as it is (NCCL, torch's SyncBatchNorm). Without one
@@ -48,6 +70,7 @@ def apply_common_options(cfg: Config, args, config_path: str) -> Config:
       gloo (torch's SyncBatchNorm raises on CPU tensors).
     """
     if getattr(args, 'cfg_options', None):
+        check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     cfg.launcher = args.launcher
     if args.work_dir is not None:

@@ -128,3 +128,14 @@ def load_into(model: torch.nn.Module, weights, config) -> dict:
     check_state_dict(model, state_dict, meta, weights, config)
     model.load_state_dict(state_dict, strict=True)
     return meta
+
+
+def check_fits(model: torch.nn.Module, weights, config) -> None:
+    """Raise (as :func:`check_state_dict`) unless the checkpoint ``weights`` loads
+    strictly into ``model``; loads nothing into it. For the tools that leave the
+    loading to mmengine's Runner (``tools/test.py``, ``tools/train.py --resume``),
+    whose own loading only warns about what does not fit."""
+    if hasattr(model, 'module'):  # a distributed wrapper
+        model = model.module
+    state_dict, meta = load_weights(weights)
+    check_state_dict(model, state_dict, meta, weights, config)
