@@ -23,7 +23,9 @@ class DetectorPostprocessed(nn.Module):
     selection (the best ``nms_pre`` above ``score_thr``) is the same set as mmdet's
     ``filter_scores_and_topk`` (filter then take the best = take the best then
     filter). Boxes are decoded for all anchors (mmdet decodes only the kept ones;
-    decoding is per anchor, so the kept boxes are the same numbers).
+    decoding is per anchor, so the kept boxes are the same numbers). The anchors are
+    those of ``input_shape`` (``SSDLiteHead.priors_for``), as the head's own predict
+    would place them for an input of that size.
 
     Only softmax heads with a ``DeltaXYWHBBoxCoder``-like ``bbox_coder.decode`` and no
     score factors (SSD / SSDLite) are supported; others raise ``ValueError``.
@@ -55,7 +57,10 @@ class DetectorPostprocessed(nn.Module):
         with torch.no_grad():
             cls_scores, _ = detector._forward(torch.zeros(1, 3, *self.input_shape))
         sizes = [tuple(c.shape[-2:]) for c in cls_scores]
-        priors = head.prior_generator.grid_priors(sizes, device='cpu')
+        if hasattr(head, 'priors_for'):  # SSDLiteHead: the anchors of the traced size
+            priors = head.priors_for(sizes, self.input_shape, device='cpu')
+        else:
+            priors = head.prior_generator.grid_priors(sizes, device='cpu')
         self.level_counts = [int(p.shape[0]) for p in priors]
         self.register_buffer('priors', torch.cat(priors), persistent=False)
 
