@@ -284,9 +284,12 @@ class Inferencer:
                             drawn.append(canvas)
                 bar.update(len(chunk))
         if self.skipped:
+            shown = [os.path.relpath(path, folder) for path, _ in self.skipped[:10]]
+            more = (f' and {len(self.skipped) - len(shown)} more'
+                    if len(self.skipped) > len(shown) else '')
             warnings.warn(f'{folder}: skipped {len(self.skipped)} of {len(items)} '
-                          'images that could not be read (see Inferencer.skipped)',
-                          stacklevel=2)
+                          f'images that could not be read: {", ".join(shown)}{more} '
+                          '(see Inferencer.skipped)', stacklevel=2)
         return (results, drawn) if return_drawn else results
 
     def _load(self, chunk: list, skip_bad: bool):

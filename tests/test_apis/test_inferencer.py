@@ -381,6 +381,25 @@ def test_folder_skips_bad_files_and_goes_on(det, det_files, tmp_path):
     assert [Path(p).name for p, _ in det.skipped] == ['broken.jpg', 'empty.png']
 
 
+def test_folder_skip_warning_names_the_files(det, det_files, tmp_path):
+    """The summary warning names the unreadable files (the first 10, then a count)."""
+    folder = tmp_path / 'some_bad'
+    folder.mkdir()
+    shutil.copy(det_files[0], folder / 'good.png')
+    (folder / 'broken.jpg').write_bytes(b'\xff\xd8' + os.urandom(64))
+    with pytest.warns(UserWarning) as caught:
+        det(str(folder), progress=False)
+    assert f'{folder}: skipped 1 of 2 images that could not be read: broken.jpg ' \
+        '(see Inferencer.skipped)' in [str(w.message) for w in caught]
+    for i in range(11):
+        (folder / f'empty{i:02d}.png').write_bytes(b'')
+    with pytest.warns(UserWarning) as caught:
+        det(str(folder), progress=False)
+    names = ', '.join(['broken.jpg'] + [f'empty{i:02d}.png' for i in range(9)])
+    assert f'{folder}: skipped 12 of 13 images that could not be read: {names} and 2 ' \
+        'more (see Inferencer.skipped)' in [str(w.message) for w in caught]
+
+
 @pytest.mark.parametrize('kind', ['gray', 'rgba', '16bit'])
 def test_unusual_images_are_converted_and_predicted(det, seg, tmp_path, kind):
     image = _scene(90, 150, 3)

@@ -28,7 +28,8 @@ class DatasetChecker:
     :func:`~.validate.validate_datasets` calls :meth:`key`, then :meth:`check` once per
     key (loaders sharing the data are checked once), and under ``'skip'``, for a check
     with faults each of which can be dropped (``Fault.drop`` set), :meth:`clean` once
-    per key and :meth:`point` for each dataset config of the key.
+    per key and :meth:`point` for each dataset config of the key. :meth:`key` and
+    :meth:`check` are also given the whole config (its ``default_scope``, its model).
     """
 
     def claims(self, ds: dict) -> bool:
@@ -36,12 +37,12 @@ class DatasetChecker:
         (e.g. a dataset of another type in this checker's file format)."""
         return False
 
-    def key(self, ds: dict) -> Optional[Tuple]:
+    def key(self, ds: dict, cfg=None) -> Optional[Tuple]:
         """What identifies the data ``ds`` reads, or None when there is nothing to
         check."""
         raise NotImplementedError
 
-    def check(self, ds: dict, policy: DataCheckPolicy):
+    def check(self, ds: dict, policy: DataCheckPolicy, cfg=None):
         """Check the data; returns a :class:`DataCheck` (or another result with
         ``faults`` and ``notes``)."""
         raise NotImplementedError

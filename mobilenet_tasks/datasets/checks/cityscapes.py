@@ -84,12 +84,12 @@ class CityscapesChecker(DatasetChecker):
     not checked. Under ``'skip'`` the cleaned copy is such a list file (mmseg's
     ``ann_file``) of the good images."""
 
-    def key(self, ds: dict) -> Optional[Tuple]:
+    def key(self, ds: dict, cfg=None) -> Optional[Tuple]:
         if ds.get('ann_file'):
             return None  # a list file chose the images: not ours to check
         return ('cityscapes', ) + _dirs(ds)
 
-    def check(self, ds: dict, policy: DataCheckPolicy) -> DataCheck:
+    def check(self, ds: dict, policy: DataCheckPolicy, cfg=None) -> DataCheck:
         classes = class_names(ds)
         faults, good, notes = check_cityscapes(
             *_dirs(ds), ds.get('img_suffix', CITYSCAPES_IMG_SUFFIX),

@@ -205,8 +205,10 @@ def clean_coco(data: dict, faults: Iterable[Fault]) -> Tuple[dict, int, int]:
 
 
 class CocoChecker(DatasetChecker):
-    """The row of ``CocoDataset``; also checks datasets of other types whose
-    ``ann_file`` is a ``.json`` and whose ``data_prefix`` has ``img`` (COCO format).
+    """The row of mmdet's ``CocoDataset`` and its subclasses (a user's, under any
+    registered name; mmdet's Objects365, V3Det, ...); also checks datasets of other
+    types whose ``ann_file`` is a ``.json`` and whose ``data_prefix`` has ``img`` (COCO
+    format).
 
     Under ``'skip'`` the cleaned copy is a json without the bad annotations and the
     images whose files are bad, and a metric of ``val_evaluator``/``test_evaluator``
@@ -216,12 +218,12 @@ class CocoChecker(DatasetChecker):
     def claims(self, ds: dict) -> bool:
         return _is_json(ds) and 'img' in (ds.get('data_prefix') or {})
 
-    def key(self, ds: dict) -> Optional[Tuple]:
-        if not _is_json(ds):
+    def key(self, ds: dict, cfg=None) -> Optional[Tuple]:
+        if not ds.get('ann_file'):  # a CocoDataset reads it whatever its name
             return None
         return ('coco', _ann_file(ds), _img_dir(ds))
 
-    def check(self, ds: dict, policy: DataCheckPolicy) -> CocoCheck:
+    def check(self, ds: dict, policy: DataCheckPolicy, cfg=None) -> CocoCheck:
         filter_cfg = ds.get('filter_cfg') or {}
         return check_coco(_ann_file(ds), _img_dir(ds), class_names(ds),
                           policy.decode_images, policy.decode_limit,

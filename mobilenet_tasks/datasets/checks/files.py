@@ -1,6 +1,11 @@
 """Stop at once, with directions, when a config's dataset is not on disk.
 
-Besides missing annotation files and image folders (any dataset), a Cityscapes tree is
+Each missing path is named with the loader and the config key that set it. How to get
+COCO or Cityscapes (:data:`HOW_TO_GET`) is said only for a path at the dataset's
+standard place (:data:`STANDARD`: ``data/coco``, ``data/cityscapes`` as the shipped
+configs set them, or their layout under another ``data_root`` when none of the dataset
+is there); for a path a user set, what to fix instead. Besides missing annotation files
+and image folders (any dataset), a Cityscapes tree is
 checked for what mmseg would otherwise stumble over later: an image folder without
 images (mmseg would build an empty dataset) and a gtFine folder whose polygons are not
 converted to ``*_gtFine_labelTrainIds.png`` yet. The checks glob with early exit, so
@@ -9,17 +14,19 @@ content (:func:`~.validate.validate_datasets`).
 """
 import os.path as osp
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import DatasetNotFoundError
 from .layout import (CITYSCAPES_IMG_SUFFIX, CITYSCAPES_SEG_MAP_SUFFIX, CONVERT_COMMAND,
                      POLYGON_SUFFIX, cityscapes_dirs, cityscapes_instance_ids_path,
-                     cityscapes_label_ids_path, is_cityscapes, loader_datasets)
+                     cityscapes_label_ids_path, dataset_keys, is_cityscapes,
+                     loader_datasets, type_name)
 from .validate import validate_datasets
 
 __all__ = [
-    'HOW_TO_GET', 'DEMO_HINT', 'missing_data_files', 'cityscapes_problems',
-    'check_data_files', 'label_ids_missing_message', 'check_cityscapes_eval_files'
+    'HOW_TO_GET', 'STANDARD', 'DEMO_HINT', 'MissingPath', 'missing_data_files',
+    'missing_paths', 'missing_message', 'cityscapes_problems', 'check_data_files',
+    'label_ids_missing_message', 'check_cityscapes_eval_files'
 ]
 
 HOW_TO_GET = {
@@ -37,29 +44,121 @@ HOW_TO_GET = {
         '`python tools/dataset_converters/cityscapes.py data/cityscapes` to make the '
         '*_labelTrainIds.png files (mmseg\'s layout).'),
 }
+#: Where each dataset of :data:`HOW_TO_GET` is by default: the shipped configs'
+#: ``data_root``, and the ``ann_file`` / ``data_prefix`` values of its layout below it.
+STANDARD = {
+    'CocoDataset': ('data/coco', ('annotations/instances_train2017.json',
+                                  'annotations/instances_val2017.json', 'train2017',
+                                  'val2017')),
+    'CityscapesDataset': ('data/cityscapes', tuple(
+        f'{top}/{split}' for top in ('leftImg8bit', 'gtFine')
+        for split in ('train', 'val', 'test'))),
+}
 DEMO_HINT = ('To try the project without it, `make demo` trains and evaluates on the '
              'built-in demo dataset, which the project generates.')
+
+
+class MissingPath(NamedTuple):
+    """A path of a dataset config that does not exist."""
+    loader: str
+    where: str  # the dataset config's key, e.g. 'val_dataloader.dataset'
+    key: str  # the key in it that sets the path, e.g. 'ann_file', 'data_prefix.img'
+    value: str  # as the config sets it
+    data_root: str  # the dataset's (it is relative to it), '' for none
+    ds_type: str
+    path: str  # absolute
+    kind: Optional[str]  # the key of HOW_TO_GET of the dataset's type, if any
+
+
+def _paths(cfg, loaders: Sequence[str]):
+    """``(loader, dataset key, key, value, data_root, dataset config, absolute path)``
+    of each
+    annotation file and image/label folder of the loaders' datasets."""
+    for loader in loaders:
+        for where, ds in dataset_keys((cfg.get(loader) or {}).get('dataset'),
+                                      f'{loader}.dataset'):
+            root = ds.get('data_root') or ''
+            prefix = ds.get('data_prefix') or {}
+            paths = [('ann_file', ds['ann_file'])] if ds.get('ann_file') else []
+            paths += [(f'data_prefix.{key}', prefix[key])
+                      for key in ('img', 'img_path', 'seg_map_path') if prefix.get(key)]
+            for key, path in paths:
+                full = path if osp.isabs(path) else osp.join(root, path)
+                yield loader, where, key, str(path), str(root), ds, osp.abspath(full)
+
+
+def _kind(ds: dict) -> Optional[str]:
+    return type_name(ds) if type_name(ds) in HOW_TO_GET else None
+
+
+def missing_paths(cfg, loaders=('train_dataloader', 'val_dataloader',
+                                'test_dataloader')) -> List[MissingPath]:
+    """Each annotation file or image/label folder of the loaders' datasets that does
+    not exist."""
+    return [MissingPath(loader, where, key, value, root, str(ds.get('type', '?')),
+                        full, _kind(ds))
+            for loader, where, key, value, root, ds, full in _paths(cfg, loaders)
+            if not osp.exists(full)]
 
 
 def missing_data_files(cfg, loaders=('train_dataloader', 'val_dataloader',
                                      'test_dataloader')) -> List[Tuple[str, str, str]]:
     """``(loader, dataset type, path)`` for each annotation file or image folder of
     the config's datasets that does not exist."""
-    missing = []
-    for loader, ds in loader_datasets(cfg, loaders):
-        root = ds.get('data_root') or ''
-        paths = []
-        if ds.get('ann_file'):
-            paths.append(ds['ann_file'])
-        prefix = ds.get('data_prefix') or {}
-        for key in ('img', 'img_path', 'seg_map_path'):
-            if prefix.get(key):
-                paths.append(prefix[key])
-        for path in paths:
-            full = path if osp.isabs(path) else osp.join(root, path)
-            if not osp.exists(full):
-                missing.append((loader, str(ds.get('type', '?')), osp.abspath(full)))
-    return missing
+    return [(m.loader, m.ds_type, m.path) for m in missing_paths(cfg, loaders)]
+
+
+def _is_standard(item: MissingPath, nothing_there: bool) -> bool:
+    """Whether a missing path is at its dataset's standard place: under the shipped
+    ``data_root``, or its layout under another one of which nothing exists."""
+    if item.kind is None:
+        return False
+    root, layout = STANDARD[item.kind]
+    if item.path.startswith(osp.abspath(root) + osp.sep):
+        return True
+    return nothing_there and item.value.rstrip('/') in layout
+
+
+def missing_message(cfg, missing: List[MissingPath],
+                    loaders: Sequence[str] = ()) -> str:
+    """What :func:`check_data_files` says of the ``missing`` paths: each with the
+    loader and the key that set it; how to get the dataset for those at its standard
+    place, what to fix for the others."""
+    existing = {_kind(ds) for *_, ds, full in _paths(cfg, loaders) if osp.exists(full)}
+    lines, kinds, own = [], [], []
+    for m in missing:
+        standard = _is_standard(m, m.kind not in existing)
+        if standard and m.kind not in kinds:
+            kinds.append(m.kind)
+        if not standard:
+            own.append(m)
+        root = (f' under data_root={m.data_root!r}'
+                + ('' if osp.isdir(m.data_root) else ' (no such folder)')
+                if m.data_root and not osp.isabs(m.value) else '')
+        lines.append(f'  {m.loader}: {m.path} ({m.ds_type}), set by '
+                     f'{m.where}.{m.key}={m.value!r}{root}')
+    advice = []
+    if own:
+        fixes = list(dict.fromkeys(
+            f'{m.where}.data_root=DIR' if m.data_root and not osp.isdir(m.data_root)
+            else f'{m.where}.{m.key}=PATH' for m in own))
+        advice.append(
+            f'Fix {"this path" if len(own) == 1 else "these paths"} in the config or '
+            f'with --cfg-options {" ".join(fixes)}, or put the data there.')
+    missing_loaders = {m.loader for m in missing}
+    if 'test_dataloader' in missing_loaders and 'val_dataloader' in loaders and \
+            'val_dataloader' not in missing_loaders and cfg.get('val_dataloader'):
+        advice.append(
+            'val_dataloader\'s data is there, test_dataloader\'s is not: '
+            '--cfg-options val_dataloader.* overrides do not reach test_dataloader '
+            '(a config\'s test_dataloader = val_dataloader is a copy), and every '
+            'loader\'s paths must exist: set test_dataloader.dataset too (and '
+            'test_evaluator.ann_file, for COCO).')
+    advice += [HOW_TO_GET[kind] for kind in kinds]
+    if kinds:
+        advice.append(DEMO_HINT)
+    return ('The dataset this config trains or tests on is missing. Looked for:\n' +
+            '\n'.join(lines + advice))
 
 
 def _first(folder: str, suffix: str) -> Optional[Path]:
@@ -129,14 +228,9 @@ def check_data_files(cfg, loaders=('train_dataloader', 'val_dataloader',
         loaders (Sequence[str]): The dataloaders to check.
         validate (bool): Also check the content (files, boxes, categories, labels).
     """
-    missing = missing_data_files(cfg, loaders)
+    missing = missing_paths(cfg, loaders)
     if missing:
-        lines = [f'  {loader}: {path} ({ds_type})' for loader, ds_type, path in missing]
-        types = sorted({ds_type.split('.')[-1] for _, ds_type, _ in missing})
-        advice = [HOW_TO_GET[t] for t in types if t in HOW_TO_GET]
-        raise DatasetNotFoundError(
-            'The dataset this config trains or tests on is missing. Looked for:\n' +
-            '\n'.join(lines) + '\n' + '\n'.join(advice + [DEMO_HINT]))
+        raise DatasetNotFoundError(missing_message(cfg, missing, loaders))
     problems = cityscapes_problems(cfg, loaders)
     if problems:
         raise DatasetNotFoundError(

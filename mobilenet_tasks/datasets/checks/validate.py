@@ -1,7 +1,9 @@
 """The content check of a config's datasets under its ``data_check`` policy
-(:func:`validate_datasets`), with :data:`TABLE`, the checker of each dataset type."""
+(:func:`validate_datasets`), with :data:`TABLE`, the checker of each dataset class."""
+import importlib
 import os
 import os.path as osp
+import sys
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -9,27 +11,52 @@ from .base import DatasetChecker
 from .cityscapes import CityscapesChecker
 from .coco import CocoChecker
 from .errors import BadDataError, Fault
-from .layout import loader_datasets, type_name
+from .layout import dataset_class, loader_datasets, type_name
 from .policy import data_check_policy
+from .segmentation import SegmentationChecker
 
 __all__ = ['MAX_LISTED', 'TABLE', 'checker_for', 'validate_datasets']
 
 MAX_LISTED = 20  # faults listed in a message; the rest are counted
 
-#: Dataset type (without scope) -> its checker. A dataset of a type not here is checked
-#: by the first checker that :meth:`~.base.DatasetChecker.claims` it, if any.
-TABLE: Dict[str, DatasetChecker] = {
-    'CityscapesDataset': CityscapesChecker(),
-    'CocoDataset': CocoChecker(),
+#: Dataset base class (``module.Name``) -> the checker of it and its subclasses (None:
+#: not checked). A dataset's class, looked up in the config's default scope, gets the
+#: row of the nearest class of its MRO; a type that cannot be looked up, the row whose
+#: class name is its name; a class of no row, the first checker that
+#: :meth:`~.base.DatasetChecker.claims` it, if any.
+TABLE: Dict[str, Optional[DatasetChecker]] = {
+    'mmseg.datasets.CityscapesDataset': CityscapesChecker(),
+    'mmseg.datasets.BaseSegDataset': SegmentationChecker(),
+    'mmdet.datasets.CocoDataset': CocoChecker(),
+    # other formats than COCO detection: images without file_name, panoptic segments
+    'mmdet.datasets.LVISV05Dataset': None,
+    'mmdet.datasets.CocoPanopticDataset': None,
 }
 
 
-def checker_for(ds: dict) -> Optional[DatasetChecker]:
-    """The checker of a leaf dataset config, or None when none checks it."""
-    checker = TABLE.get(type_name(ds))
-    if checker is not None:
-        return checker
-    return next((c for c in TABLE.values() if c.claims(ds)), None)
+def _base(path: str) -> Optional[type]:
+    """The class of a TABLE row, when its package is imported (a dataset class of it
+    imported it; nothing is imported here)."""
+    module, _, name = path.rpartition('.')
+    if module not in sys.modules:
+        return None
+    return getattr(importlib.import_module(module), name, None)
+
+
+def checker_for(ds: dict, scope: Optional[str] = None) -> Optional[DatasetChecker]:
+    """The checker of a leaf dataset config (its type looked up in the registry of
+    ``scope``, the config's ``default_scope``), or None when none checks it."""
+    cls = dataset_class(ds, scope)
+    if cls is not None:
+        bases = {_base(path): checker for path, checker in TABLE.items()}
+        for klass in cls.__mro__:
+            if klass in bases:
+                return bases[klass]
+    else:
+        rows = [c for path, c in TABLE.items() if path.split('.')[-1] == type_name(ds)]
+        if rows:
+            return rows[0]
+    return next((c for c in TABLE.values() if c is not None and c.claims(ds)), None)
 
 
 def _summary(faults: List[Fault], limit: int = MAX_LISTED) -> List[str]:
@@ -64,12 +91,12 @@ def validate_datasets(cfg, loaders: Sequence[str] = ('train_dataloader',
     cleaned: Dict[Tuple, str] = {}  # ... and cleaned once
     fatal, faults_all, log, skipped = [], [], [], 0
     for loader, ds in loader_datasets(cfg, loaders):
-        checker = checker_for(ds)
-        key = checker.key(ds) if checker is not None else None
+        checker = checker_for(ds, cfg.get('default_scope'))
+        key = checker.key(ds, cfg) if checker is not None else None
         if key is None:
             continue
         if key not in done:
-            done[key] = checker.check(ds, policy)
+            done[key] = checker.check(ds, policy, cfg)
         check = done[key]
         log += [f'{loader}: {note}' for note in check.notes]
         if not check.faults:
@@ -102,9 +129,10 @@ def validate_datasets(cfg, loaders: Sequence[str] = ('train_dataloader',
             lines += _summary(faults)
         advice = []
         if fatal:
-            advice.append('Unreadable annotation files, malformed entries and classes '
-                          'missing from the json cannot be skipped: fix the file or the '
-                          'config.')
+            advice.append('Unreadable annotation files, malformed entries, classes '
+                          'missing from the json or differing from the model\'s, and '
+                          'samples of a dataset class that lists its own files cannot '
+                          'be skipped: fix the file or the config.')
         if len(listed) > len(fatal):
             advice.append('Fix or remove the other files, or set data_check = '
                           'dict(policy=\'skip\') in the config (or --cfg-options '
