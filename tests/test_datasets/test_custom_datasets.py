@@ -252,7 +252,7 @@ def test_custom_folder_missing_in_the_test_loader_only(clean_coco, tmp_path,
     assert (f"  test_dataloader: {typo}/annotations/instances_val.json (CocoDataset), "
             "set by test_dataloader.dataset.ann_file='annotations/instances_val.json' "
             f"under data_root='{typo}/' (no such folder)") in message, message
-    assert f"set by test_dataloader.dataset.data_prefix.img='val/'" in message
+    assert "set by test_dataloader.dataset.data_prefix.img='val/'" in message
     assert ('Fix these paths in the config or with --cfg-options '
             'test_dataloader.dataset.data_root=DIR, or put the data there.') in message
     assert ("--cfg-options val_dataloader.* overrides do not reach test_dataloader"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mmengine.config import DictAction
 
-from mobilenet_tasks.analysis.backbone_layers import (BACKBONES, VARIANTS, Variant,
+from mobilenet_tasks.analysis.backbone_layers import (BACKBONES, Variant,
                                                       all_layers, fpn_snippet,
                                                       layers_markdown, layers_text,
                                                       replace_generated, variant_layers)
