@@ -9,13 +9,16 @@ run killed at any point and resumed ends as if it had never stopped (with
 ``mobilenet_tasks/engine/checkpointing.py``.
 """
 import argparse
+import logging
 import os.path as osp
 
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import mobilenet_tasks  # noqa: F401  (registries; safe checkpoint loading)
-from mobilenet_tasks.datasets.checks import DatasetNotFoundError, check_data_files
+from mobilenet_tasks.datasets.checks import (DatasetNotFoundError, check_data_files,
+                                             missing_data_files)
 from mobilenet_tasks.engine import (add_common_arguments, apply_common_options,
                                     apply_threads, check_checkpoint_file,
                                     enable_safe_resume, parse_args_with_local_rank)
@@ -90,10 +93,17 @@ def main():
         cfg.resume, cfg.load_from = True, args.resume
     enable_safe_resume(cfg)
     resume_from = check_resume_checkpoint(cfg)
+    loaders = [name for name in ('train_dataloader', 'val_dataloader')
+               if cfg.get(name) and (name != 'val_dataloader' or cfg.get('val_cfg'))]
     try:
-        check_data_files(cfg)
+        check_data_files(cfg, loaders=loaders)  # training reads these, not the test set
     except DatasetNotFoundError as error:
         raise SystemExit(f'error: {error}')
+    for loader, _, path in missing_data_files(cfg, loaders=('test_dataloader', )):
+        print_log(f'test_dataloader: {path} does not exist. Training does not read it; '
+                  'tools/test.py will (val_dataloader overrides do not reach '
+                  'test_dataloader: set test_dataloader.dataset too)',
+                  logger='current', level=logging.WARNING)
     runner = Runner.from_cfg(cfg)
     if resume_from is not None:  # mmengine's resume only warns about what does not fit
         try:

@@ -57,7 +57,8 @@ def busy_warning(threads: int, processes: Optional[int] = None,
                  cores: Optional[int] = None,
                  load: Optional[float] = None) -> Optional[str]:
     """A warning when the machine's 1-minute load average plus the threads this run
-    adds exceed its cores (OpenMP threads would then share cores and spin), else None.
+    adds exceed its cores (OpenMP threads would then share cores and spin) and fewer
+    threads could be asked for (more than one a process), else None.
 
     Args:
         threads (int): Threads per process.
@@ -75,8 +76,8 @@ def busy_warning(threads: int, processes: Optional[int] = None,
         except (AttributeError, OSError):
             return None
     wanted = threads * processes
-    if load + wanted <= cores + 0.5:
-        return None
+    if threads <= 1 or load + wanted <= cores + 0.5:
+        return None  # fits, or one thread a process: nothing fewer to ask for
     free = max(1, int(cores - load + 0.5) // processes)
     return (f'the machine is busy: load average {load:.1f} on {cores} cores, and this '
             f'run adds {wanted} thread{"s" * (wanted != 1)}; OpenMP threads that share '

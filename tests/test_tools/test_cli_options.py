@@ -126,6 +126,7 @@ def test_threads(monkeypatch):
     with pytest.raises(ValueError, match='--threads must be a positive integer'):
         choose_threads(0)
     assert busy_warning(1, processes=1, cores=2, load=0.2) is None
+    assert busy_warning(1, processes=2, cores=2, load=3.0) is None  # nothing fewer
     assert busy_warning(2, processes=1, cores=2, load=0.4) is None
     message = busy_warning(2, processes=1, cores=2, load=1.6)
     assert message.startswith('the machine is busy: load average 1.6 on 2 cores, and '
@@ -167,3 +168,16 @@ def test_tools_stop_in_one_line(tiny):
     assert 'It holds a segmentation model (decode_head.*): pass a segmentation ' \
         'config.' in last
     assert 'Traceback' not in log and 'coco/bbox_mAP' not in log
+
+
+def test_training_does_not_need_the_test_set(tiny):
+    """tools/train.py used to refuse to start until test_dataloader's paths existed;
+    now it trains and says what tools/test.py will need."""
+    root, config, _ = tiny
+    code, log = _run(ROOT / 'tools/train.py', config, '--work-dir', root / 'w2',
+                     '--cfg-options', f'test_dataloader.dataset.data_root={root}/none/',
+                     cwd=root)
+    assert code == 0, log[-3000:]
+    assert (f'test_dataloader: {root}/none/annotations/instances_val.json does not '
+            'exist. Training does not read it; tools/test.py will') in log
+    assert (root / 'w2' / 'iter_1.pth').is_file()

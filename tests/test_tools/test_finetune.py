@@ -77,6 +77,22 @@ def _three_class_masks(root: Path, num_train=24, num_val=8, size=(96, 128)):
     return root
 
 
+def _train_then_test(config: Path, work: Path, iters: int) -> dict:
+    """tools/train.py, then tools/test.py on its last checkpoint (loaders without
+    worker processes, for the test machine); the test metrics."""
+    no_workers = [f'{loader}_dataloader.{key}'
+                  for loader in ('train', 'val', 'test')
+                  for key in ('num_workers=0', 'persistent_workers=False')]
+    code, log = _run(ROOT / 'tools/train.py', config, '--work-dir', work,
+                     '--cfg-options', *no_workers[:4], cwd=config.parent)
+    assert code == 0, log[-3000:]
+    code, log = _run(ROOT / 'tools/test.py', config, work / f'iter_{iters}.pth',
+                     '--work-dir', work, '--cfg-options', *no_workers[4:],
+                     cwd=config.parent)
+    assert code == 0, log[-3000:]
+    return json.loads((work / 'test_metrics.json').read_text())['metrics']
+
+
 def test_detection_template_on_a_dataset_of_its_own(tmp_path):
     data = _two_class_coco(tmp_path / 'shapes')
     # scored on the images it trained on: from random weights, 48 images are learned in
@@ -87,19 +103,7 @@ def test_detection_template_on_a_dataset_of_its_own(tmp_path):
         data_root=f'{data}/', classes=('disc', 'block'), input_size=96,
         val_ann_file='annotations/instances_train.json', val_img_dir='train/',
         batch_size=8, max_iters=ITERS_DET, val_interval=ITERS_DET))
-    work = tmp_path / 'work_det'
-    code, log = _run(ROOT / 'tools/train.py', config, '--work-dir', work,
-                     '--cfg-options', 'train_dataloader.num_workers=0',
-                     'train_dataloader.persistent_workers=False',
-                     'val_dataloader.num_workers=0',
-                     'val_dataloader.persistent_workers=False', cwd=tmp_path)
-    assert code == 0, log[-3000:]
-    code, log = _run(ROOT / 'tools/test.py', config, work / f'iter_{ITERS_DET}.pth',
-                     '--work-dir', work, '--cfg-options',
-                     'test_dataloader.num_workers=0',
-                     'test_dataloader.persistent_workers=False', cwd=tmp_path)
-    assert code == 0, log[-3000:]
-    metrics = json.loads((work / 'test_metrics.json').read_text())['metrics']
+    metrics = _train_then_test(config, tmp_path / 'work_det', ITERS_DET)
     print('detection template:', metrics)
     assert metrics['coco/bbox_mAP'] >= MIN_DET_MAP
 
@@ -112,19 +116,7 @@ def test_segmentation_template_on_a_dataset_of_its_own(tmp_path):
                                  crop_size=(96, 128), test_scale=(128, 96),
                                  batch_size=4, max_iters=ITERS_SEG,
                                  val_interval=ITERS_SEG))
-    work = tmp_path / 'work_seg'
-    code, log = _run(ROOT / 'tools/train.py', config, '--work-dir', work,
-                     '--cfg-options', 'train_dataloader.num_workers=0',
-                     'train_dataloader.persistent_workers=False',
-                     'val_dataloader.num_workers=0',
-                     'val_dataloader.persistent_workers=False', cwd=tmp_path)
-    assert code == 0, log[-3000:]
-    code, log = _run(ROOT / 'tools/test.py', config, work / f'iter_{ITERS_SEG}.pth',
-                     '--work-dir', work, '--cfg-options',
-                     'test_dataloader.num_workers=0',
-                     'test_dataloader.persistent_workers=False', cwd=tmp_path)
-    assert code == 0, log[-3000:]
-    metrics = json.loads((work / 'test_metrics.json').read_text())['metrics']
+    metrics = _train_then_test(config, tmp_path / 'work_seg', ITERS_SEG)
     print('segmentation template:', metrics)
     assert metrics['mIoU'] >= MIN_SEG_MIOU
 
