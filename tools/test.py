@@ -32,7 +32,8 @@ from mobilenet_tasks.datasets.checks import (DatasetNotFoundError,
                                              check_cityscapes_eval_files,
                                              check_data_files, dataset_type_names)
 from mobilenet_tasks.engine import (add_common_arguments, apply_common_options,
-                                    apply_threads, parse_args_with_local_rank)
+                                    apply_threads, finish_distributed,
+                                    parse_args_with_local_rank)
 from mobilenet_tasks.utils.config import resolve_config
 from mobilenet_tasks.utils.weights import check_fits
 
@@ -200,6 +201,7 @@ def main():
     if args.out:
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()
+    finish_distributed()
     out = osp.join(cfg.work_dir, 'test_metrics.json')
     with open(out, 'w') as f:
         json.dump(dict(config=args.config, checkpoint=args.checkpoint,

@@ -21,7 +21,8 @@ from mobilenet_tasks.datasets.checks import (DatasetNotFoundError, check_data_fi
                                              missing_data_files)
 from mobilenet_tasks.engine import (add_common_arguments, apply_common_options,
                                     apply_threads, check_checkpoint_file,
-                                    enable_safe_resume, parse_args_with_local_rank)
+                                    enable_safe_resume, finish_distributed,
+                                    parse_args_with_local_rank)
 from mobilenet_tasks.utils.config import resolve_config
 from mobilenet_tasks.utils.weights import check_fits
 
@@ -111,6 +112,7 @@ def main():
         except (ValueError, FileNotFoundError) as error:
             raise SystemExit(f'error: cannot resume: {error}')
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -37,6 +37,18 @@ def parse_args_with_local_rank(parser: argparse.ArgumentParser):
     return args
 
 
+def finish_distributed() -> None:
+    """End a distributed run cleanly: wait for every process, then destroy the process
+    group. A process that exits while another still runs (rank 0 evaluating, say)
+    closes its gloo connections under the other's background threads, which can abort
+    it at exit ("terminate called without an active exception", SIGABRT), failing a run
+    that had finished; torch also asks for the group to be destroyed before exit."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def apply_threads(args) -> int:
     """Set the threads ``--threads`` asks for (or the default of
     :func:`~mobilenet_tasks.utils.threads.choose_threads`), warn when the machine is
