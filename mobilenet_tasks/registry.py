@@ -20,10 +20,14 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
 from mmengine.registry import Registry
 
-# Backbones, necks, heads and whole models; the models that run exported files.
+# Backbones, necks, heads and whole models; the models that run exported files. Also
+# the checkpoint loader of ``mobilenet_tasks://`` addresses (pretrained starts): a
+# model's init_cfg or load_from may name one, and building the model imports it.
+CHECKPOINT_SCHEMES = ['mobilenet_tasks.converters.pretrained']
 MODELS = Registry(
     'model', parent=MMENGINE_MODELS,
-    locations=['mobilenet_tasks.models', 'mobilenet_tasks.backends.model'])
+    locations=['mobilenet_tasks.models', 'mobilenet_tasks.backends.model',
+               *CHECKPOINT_SCHEMES])
 # Anchor generators and other task utilities.
 TASK_UTILS = Registry(
     'task util', parent=MMENGINE_TASK_UTILS, locations=['mobilenet_tasks.models'])
@@ -41,6 +45,15 @@ HOOKS = Registry(
 MODEL_WRAPPERS = Registry(
     'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS,
     locations=['mobilenet_tasks.engine'])
+
+
+def import_checkpoint_schemes() -> None:
+    """Register our checkpoint loaders with mmengine's ``CheckpointLoader`` (for code
+    that loads a ``mobilenet_tasks://`` address before any model is built)."""
+    import importlib
+    for location in CHECKPOINT_SCHEMES:
+        importlib.import_module(location)
+
 
 ALL = dict(MODELS=MODELS, TASK_UTILS=TASK_UTILS, DATASETS=DATASETS, METRICS=METRICS,
            HOOKS=HOOKS, MODEL_WRAPPERS=MODEL_WRAPPERS)

@@ -109,6 +109,33 @@ test_evaluator = val_evaluator
 """
 
 
+def config_from_template(template: str, out, values: dict, edits=()) -> Path:
+    """Follow the README's fine-tuning section: copy ``configs/finetune/<template>`` to
+    ``out`` with ``_base_`` pointing into this checkout ("or point `_base_` at this
+    checkout's configs/...") and ``values`` set in its first block (``name = value``
+    lines); ``edits`` are further ``(old, new)`` text replacements, each of which must
+    apply (the template's comments tell a user to make some, e.g. another ``_base_``).
+    """
+    import re
+    root = Path(__file__).resolve().parents[1]
+    text = (root / 'configs/finetune' / template).read_text()
+    for old, new in edits:
+        if old not in text:
+            raise ValueError(f'{template} has no {old!r}')
+        text = text.replace(old, new)
+    text = re.sub(r"^_base_ = '\.\./(.+)'$",
+                  lambda m: f"_base_ = '{root / 'configs' / m.group(1)}'", text,
+                  count=1, flags=re.M)
+    for name, value in values.items():
+        text, n = re.subn(rf'^{re.escape(name)} = .*$', f'{name} = {value!r}', text,
+                          count=1, flags=re.M)
+        if n != 1:
+            raise ValueError(f'{template} sets no {name}')
+    out = Path(out)
+    out.write_text(text)
+    return out
+
+
 # -- tolerances (see the module docstring) --------------------------------------------
 FLOAT32_EPS = float(torch.finfo(torch.float32).eps)  # 1.19e-7
 FLOAT64_RTOL = 1e-9

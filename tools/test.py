@@ -43,7 +43,8 @@ CITYSCAPES_EVAL_DIR = 'cityscapes_eval'  # under the work dir
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (evaluate) a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file (or a mobilenet_tasks:// '
+                        'address: README, "Pretrained starts")')
     parser.add_argument('--work-dir', help='the dir to save the metrics')
     parser.add_argument('--out', help='dump the raw predictions to this pickle file')
     parser.add_argument('--show-dir', help='save drawn predictions to this dir')
@@ -159,7 +160,7 @@ def fuse_after_loading(runner: Runner) -> None:
 
 def main():
     args = parse_args()
-    if not osp.isfile(args.checkpoint):
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint {args.checkpoint} does not exist')
     if args.out and not args.out.endswith(('.pkl', '.pickle')):
         raise SystemExit(f'--out must be a .pkl file, got {args.out}')

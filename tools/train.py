@@ -17,6 +17,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import mobilenet_tasks  # noqa: F401  (registries; safe checkpoint loading)
+from mobilenet_tasks.converters.pretrained import PretrainedError, fetch_config_weights
 from mobilenet_tasks.datasets.checks import (DatasetNotFoundError, check_data_files,
                                              missing_data_files)
 from mobilenet_tasks.engine import (add_common_arguments, apply_common_options,
@@ -105,6 +106,11 @@ def main():
                   'tools/test.py will (val_dataloader overrides do not reach '
                   'test_dataloader: set test_dataloader.dataset too)',
                   logger='current', level=logging.WARNING)
+    if not cfg.get('resume'):
+        try:  # pretrained starts: downloaded and converted before anything runs
+            fetch_config_weights(cfg)
+        except PretrainedError as error:
+            raise SystemExit(f'error: {error}')
     runner = Runner.from_cfg(cfg)
     if resume_from is not None:  # mmengine's resume only warns about what does not fit
         try:

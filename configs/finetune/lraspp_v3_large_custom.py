@@ -20,27 +20,49 @@ classes = ('background', 'road', 'car')  # label value i is classes[i]
 crop_size = (512, 512)  # (h, w) of the training crops
 test_scale = (1024, 512)  # (w, h) the val/test images are resized to (keep ratio)
 
+# ---- where training starts: pretrained weights -----------------------------------------
+# None: random weights. ImageNet weights for the backbone, downloaded, converted and
+# cached on first use (docs: README, "Pretrained starts"):
+# 'mobilenet_tasks://torchvision/mobilenet_v3_large' or
+# 'mobilenet_tasks://timm/mobilenetv3_large_100'. They have the full tail: set
+# reduced_tail = False with them, or blocks 13-16 (RF2 halves them) start anew.
+backbone_weights = None
+reduced_tail = True  # the paper's RF2 (no ImageNet weights of it are published)
+# A whole segmenter to start from; its classifiers start anew if the classes differ.
+# torchvision's LR-ASPP (COCO, VOC labels) has torchvision's architecture: with it set
+# _base_ = '../lraspp_v3_large_torchvision_voc.py',
+# load_from = 'mobilenet_tasks://torchvision/lraspp_mobilenet_v3_large',
+# reduced_tail = False, and delete the pool_kernel line of decode_head below (it pools
+# globally).
+load_from = None
+
 # ---- the schedule: a start for a few hundred images ---------------------------------
 batch_size = 8
 max_iters = 4000
 val_interval = 500
-lr = 4e-3  # AdamW; from random weights
+lr = 4e-3  # AdamW; from pretrained weights see the README's fine-tuning guidance
+frozen_stages = -1  # blocks 0..N keep their weights (-1: none; from pretrained only)
 # BN momentum 0.1, not the Cityscapes recipe's 0.003 (TF's 0.997, right for 100k+
 # iterations): in a short run the running statistics must follow weights that change
 # fast (measured on the demo data: 0.003 left them near their start and scored 22 mIoU
 # on images the model had learned, 0.1 scored 89). One process: BN, not SyncBN.
 norm_cfg = dict(type='BN', eps=0.001, momentum=0.1)
-load_from = None
 
 metainfo = dict(classes=classes)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(norm_cfg=norm_cfg),
+    backbone=dict(
+        norm_cfg=norm_cfg,
+        frozen_stages=frozen_stages,
+        reduced_tail=reduced_tail,
+        halve_c4_expansion=reduced_tail,
+        init_cfg=dict(type='Pretrained', checkpoint=backbone_weights,
+                      prefix='backbone.') if backbone_weights else None),
     # The paper's gate pools 49x49, the whole map of its 769x769 crops at output
     # stride 16; 'crop' derives the window from this crop as TF DeepLab does
     # (ceil(crop / 16) per side), so it is the same gate at any crop size.
-    decode_head=dict(num_classes=len(classes), pool_kernel='crop', crop_size=crop_size,
-                     output_stride=16, norm_cfg=norm_cfg))
+    decode_head=dict(num_classes=len(classes), norm_cfg=norm_cfg,
+                     pool_kernel='crop', crop_size=crop_size, output_stride=16))
 
 dataset = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo,
                img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,

@@ -20,18 +20,34 @@ val_img_dir = 'val/'
 classes = ('cat', 'dog')  # the names of the json's categories, in the json's order
 input_size = 320  # square input; 320 is the paper's
 
+# ---- where training starts: pretrained weights -----------------------------------------
+# None: random weights. ImageNet weights for the backbone, downloaded, converted and
+# cached on first use (docs: README, "Pretrained starts"):
+# 'mobilenet_tasks://torchvision/mobilenet_v3_large' or
+# 'mobilenet_tasks://timm/mobilenetv3_large_100'.
+backbone_weights = None
+# A whole detector to start from; its class layers start anew if the classes differ.
+# torchvision's COCO SSDLite has torchvision's architecture (reduced tail, 6 anchors on
+# every level): with it set _base_ = '../ssdlite_v3_large_reduced_torchvision_coco.py'
+# and load_from = 'mobilenet_tasks://torchvision/ssdlite320_mobilenet_v3_large'.
+load_from = None
+
 # ---- the schedule: a start for a few thousand images --------------------------------
 # From random weights AdamW with a short warm-up learns far faster than the COCO
-# recipe's SGD (which needs hundreds of epochs). From a converted COCO checkpoint
-# (tools/model_converters/torchvision_ssdlite.py) set load_from and a lower lr (1e-3).
+# recipe's SGD (which needs hundreds of epochs). From pretrained weights see the
+# README's fine-tuning guidance for the lr and the frozen stages.
 batch_size = 16
 max_iters = 2000
 val_interval = 500
 lr = 4e-3
-load_from = None
+frozen_stages = -1  # blocks 0..N keep their weights (-1: none; from pretrained only)
 
 metainfo = dict(classes=classes)
 model = dict(
+    backbone=dict(
+        frozen_stages=frozen_stages,
+        init_cfg=dict(type='Pretrained', checkpoint=backbone_weights,
+                      prefix='backbone.') if backbone_weights else None),
     bbox_head=dict(
         num_classes=len(classes),
         anchor_generator=dict(input_size=input_size)),

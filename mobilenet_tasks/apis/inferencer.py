@@ -24,7 +24,7 @@ from mobilenet_tasks.backends import PYTORCH, BackendModel, choose_backend
 from mobilenet_tasks.utils.config import build_model, load_config, resolve_config
 from mobilenet_tasks.utils.metainfo import classes_and_palette
 from mobilenet_tasks.utils.task import num_classes, task_of_model
-from mobilenet_tasks.utils.weights import load_into
+from mobilenet_tasks.utils.weights import load_into, load_weights
 from .draw import draw_detections, draw_segmentation
 from .inputs import (InputError, is_video_file, list_images, read_image,
                      to_bgr_uint8)
@@ -107,8 +107,8 @@ class Inferencer:
         self._meta = {'dataset_meta': {'classes': names}} if names else {}
 
     def _init_pytorch(self, weights: Optional[str]) -> None:
-        if weights is not None and not os.path.isfile(os.fspath(weights)):
-            raise FileNotFoundError(f'weights {os.fspath(weights)}: no such file')
+        # read first: a missing file or a bad address fails before the model is built
+        loaded = load_weights(weights) if weights is not None else None
         net = build_model(self.cfg, init_weights=weights is None)
         self.task = task_of_model(net, self._config_name, _WHAT)
         meta = {}
@@ -117,7 +117,7 @@ class Inferencer:
                           'random weights and its predictions mean nothing; pass '
                           'weights=CHECKPOINT', stacklevel=2)
         else:
-            meta = load_into(net, weights, self.config)
+            meta = load_into(net, weights, self.config, loaded=loaded)
         self.weights = weights
         self.model = revert_sync_batchnorm(net).to(self.device).eval()
         self._meta = meta

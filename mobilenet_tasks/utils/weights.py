@@ -3,7 +3,10 @@
 :func:`load_weights` reads a checkpoint file (``weights_only``: a file that pickles
 code is refused; mmengine's own classes are allow-listed by ``import mobilenet_tasks``):
 mmengine's (``tools/train.py``), a converter's ``{'state_dict', 'meta'}``, a plain
-state dict, or a reference training script's ``{'model': state_dict}``.
+state dict, or a reference training script's ``{'model': state_dict}``; or any address
+mmengine's ``CheckpointLoader`` reads (``mobilenet_tasks://torchvision/...``, a pretrained
+start downloaded, converted and cached by :mod:`mobilenet_tasks.converters.pretrained`;
+``https://...``).
 :func:`check_state_dict` says, before anything is loaded, what does not fit and which
 config to use instead; :func:`load_into` does both and loads strictly. Library code
 raises ``ValueError`` / ``FileNotFoundError``; the command-line tools turn them into
@@ -11,7 +14,7 @@ raises ``ValueError`` / ``FileNotFoundError``; the command-line tools turn them 
 """
 import os
 import re
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -22,22 +25,25 @@ STATE_DICT_KEYS = ('state_dict', 'model')  # where a checkpoint may hold its sta
 
 
 def load_weights(path) -> Tuple[dict, dict]:
-    """``(state_dict, meta)`` of a checkpoint file (``weights_only`` loading; a
-    DataParallel ``module.`` prefix removed).
+    """``(state_dict, meta)`` of a checkpoint file or address (``weights_only``
+    loading; a DataParallel ``module.`` prefix removed).
 
     Raises:
         FileNotFoundError: No such file.
-        ValueError: Not a checkpoint, or one holding no state dict of tensors.
+        ValueError: Not a checkpoint, or one holding no state dict of tensors; an
+            address that cannot be resolved or downloaded.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if '://' in path:
+        ckpt = _load_address(path)
+    elif not os.path.isfile(path):
         raise FileNotFoundError(f'weights {path}: no such file')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # noqa: BLE001 (any unpickling error)
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f'weights {path}: cannot load it as a checkpoint ({reason})'
-                         ) from e
+    else:
+        try:
+            ckpt = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as e:  # noqa: BLE001 (any unpickling error)
+            raise ValueError(f'weights {path}: cannot load it as a checkpoint '
+                             f'({_first_line(e)})') from e
     meta = {}
     if isinstance(ckpt, dict):
         for key in STATE_DICT_KEYS:
@@ -52,6 +58,27 @@ def load_weights(path) -> Tuple[dict, dict]:
     if all(k.startswith('module.') for k in ckpt):
         ckpt = {k[len('module.'):]: v for k, v in ckpt.items()}
     return ckpt, meta if isinstance(meta, dict) else {}
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _load_address(path: str):
+    """Load ``scheme://...`` through mmengine's ``CheckpointLoader``, our schemes
+    registered (:func:`mobilenet_tasks.registry.import_checkpoint_schemes`)."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from mobilenet_tasks.registry import import_checkpoint_schemes
+    import_checkpoint_schemes()
+    try:
+        return CheckpointLoader.load_checkpoint(path, map_location='cpu',
+                                                logger='silent')
+    except ValueError:  # a bad address: its own message says what to write
+        raise
+    except Exception as e:  # noqa: BLE001 (a failed download, a bad file)
+        raise ValueError(f'weights {path}: cannot load it ({_first_line(e)})') from e
 
 
 def check_state_dict(model: torch.nn.Module, state_dict: dict, meta: dict, weights,
@@ -121,10 +148,12 @@ def _suggest_config(state_dict, meta, model, shapes, missing, unexpected) -> str
     return 'Pass the config the checkpoint was trained with.'
 
 
-def load_into(model: torch.nn.Module, weights, config) -> dict:
+def load_into(model: torch.nn.Module, weights, config,
+              loaded: Optional[Tuple[dict, dict]] = None) -> dict:
     """Load the checkpoint ``weights`` into ``model`` strictly (after
-    :func:`check_state_dict`) and return its meta."""
-    state_dict, meta = load_weights(weights)
+    :func:`check_state_dict`) and return its meta; ``loaded``: what
+    :func:`load_weights` already read from it."""
+    state_dict, meta = loaded if loaded is not None else load_weights(weights)
     check_state_dict(model, state_dict, meta, weights, config)
     model.load_state_dict(state_dict, strict=True)
     return meta

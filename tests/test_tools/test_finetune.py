@@ -4,15 +4,13 @@ image size of its own (not the demo's, not the base config's), train with
 tools/train.py and score with tools/test.py (issue 14)."""
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from mobilenet_tasks.datasets.demo_coco import make_demo_coco
+from mobilenet_tasks.datasets.custom_demo import (make_three_class_masks,
+                                                  make_two_class_coco)
+from mobilenet_tasks.testing import config_from_template
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,59 +20,6 @@ def _run(*args, cwd):
     proc = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=1200)
     return proc.returncode, proc.stdout + proc.stderr
-
-
-def _from_template(template: str, out: Path, values: dict) -> Path:
-    """The template with ``_base_`` pointing into this checkout (the README: "or point
-    `_base_` at this checkout's configs/...") and ``values`` set in its first block."""
-    text = (ROOT / 'configs/finetune' / template).read_text()
-    text = re.sub(r"^_base_ = '\.\./(.+)'$",
-                  lambda m: f"_base_ = '{ROOT / 'configs' / m.group(1)}'", text,
-                  count=1, flags=re.M)
-    for name, value in values.items():
-        text, n = re.subn(rf'^{re.escape(name)} = .*$', f'{name} = {value!r}', text,
-                          count=1, flags=re.M)
-        assert n == 1, f'{template} sets no {name}'
-    out.write_text(text)
-    return out
-
-
-def _two_class_coco(root: Path) -> Path:
-    """Shapes at 96x96 (demo: 160), two classes of our own names: the demo's circles
-    and squares renamed, the other shapes' boxes removed."""
-    make_demo_coco(root, num_train=48, num_val=16, image_size=96, seed=11)
-    names = {1: 'disc', 2: 'block'}
-    for split in ('train', 'val'):
-        path = root / 'annotations' / f'instances_{split}.json'
-        data = json.loads(path.read_text())
-        data['categories'] = [dict(id=i, name=n) for i, n in names.items()]
-        data['annotations'] = [a for a in data['annotations']
-                               if a['category_id'] in names]
-        path.write_text(json.dumps(data))
-    return root
-
-
-def _three_class_masks(root: Path, num_train=24, num_val=8, size=(96, 128)):
-    """A BaseSegDataset tree of our own: background, discs and bars on noise, 96x128
-    JPEGs and PNG label maps (0 background, 1 disc, 2 bar)."""
-    rng = np.random.default_rng(5)
-    h, w = size
-    for split, num in (('train', num_train), ('val', num_val)):
-        (root / 'images' / split).mkdir(parents=True)
-        (root / 'labels' / split).mkdir(parents=True)
-        for i in range(num):
-            image = rng.integers(60, 120, (h, w, 3)).astype(np.uint8)
-            label = np.zeros((h, w), np.uint8)
-            for _ in range(2):
-                cx, cy = rng.integers(20, w - 20), rng.integers(20, h - 20)
-                cv2.circle(label, (int(cx), int(cy)), int(rng.integers(8, 18)), 1, -1)
-            x, y = rng.integers(0, w - 40), rng.integers(0, h - 12)
-            cv2.rectangle(label, (int(x), int(y)), (int(x) + 40, int(y) + 10), 2, -1)
-            image[label == 1] = (40, 40, 220)
-            image[label == 2] = (220, 200, 40)
-            cv2.imwrite(str(root / 'images' / split / f'{i:03d}.jpg'), image)
-            cv2.imwrite(str(root / 'labels' / split / f'{i:03d}.png'), label)
-    return root
 
 
 def _train_then_test(config: Path, work: Path, iters: int) -> dict:
@@ -94,28 +39,28 @@ def _train_then_test(config: Path, work: Path, iters: int) -> dict:
 
 
 def test_detection_template_on_a_dataset_of_its_own(tmp_path):
-    data = _two_class_coco(tmp_path / 'shapes')
+    data = make_two_class_coco(tmp_path / 'shapes')
     # scored on the images it trained on: from random weights, 48 images are learned in
     # a few hundred steps but not generalised from (the val split then scores 0.00 to
     # 0.08 mAP@0.5 depending on the seed), and what this checks is that the template's
     # classes, sizes and anchors let the detector learn its data
-    config = _from_template('ssdlite_v3_large_custom.py', tmp_path / 'shapes_ssd.py', dict(
-        data_root=f'{data}/', classes=('disc', 'block'), input_size=96,
-        val_ann_file='annotations/instances_train.json', val_img_dir='train/',
-        batch_size=8, max_iters=ITERS_DET, val_interval=ITERS_DET))
+    config = config_from_template(
+        'ssdlite_v3_large_custom.py', tmp_path / 'shapes_ssd.py', dict(
+            data_root=f'{data}/', classes=('disc', 'block'), input_size=96,
+            val_ann_file='annotations/instances_train.json', val_img_dir='train/',
+            batch_size=8, max_iters=ITERS_DET, val_interval=ITERS_DET))
     metrics = _train_then_test(config, tmp_path / 'work_det', ITERS_DET)
     print('detection template:', metrics)
     assert metrics['coco/bbox_mAP'] >= MIN_DET_MAP
 
 
 def test_segmentation_template_on_a_dataset_of_its_own(tmp_path):
-    data = _three_class_masks(tmp_path / 'masks')
-    config = _from_template('lraspp_v3_large_custom.py', tmp_path / 'masks_lraspp.py',
-                            dict(data_root=f'{data}/',
-                                 classes=('background', 'disc', 'bar'),
-                                 crop_size=(96, 128), test_scale=(128, 96),
-                                 batch_size=4, max_iters=ITERS_SEG,
-                                 val_interval=ITERS_SEG))
+    data = make_three_class_masks(tmp_path / 'masks')
+    config = config_from_template(
+        'lraspp_v3_large_custom.py', tmp_path / 'masks_lraspp.py', dict(
+            data_root=f'{data}/', classes=('background', 'disc', 'bar'),
+            crop_size=(96, 128), test_scale=(128, 96), batch_size=4,
+            max_iters=ITERS_SEG, val_interval=ITERS_SEG))
     metrics = _train_then_test(config, tmp_path / 'work_seg', ITERS_SEG)
     print('segmentation template:', metrics)
     assert metrics['mIoU'] >= MIN_SEG_MIOU
