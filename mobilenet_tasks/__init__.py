@@ -1,16 +1,46 @@
-"""MobileNet dense-prediction suite for OpenMMLab (mmdet, mmseg, mmpretrain)."""
+"""MobileNet dense-prediction suite for OpenMMLab (mmdet, mmseg, mmpretrain).
+
+Importing the package checks the OpenMMLab versions and nothing else, so that the
+tools answer ``--help`` at once. Everything else loads when it is used:
+
+- Our registered names (``type='mobilenet_tasks.MobileNetV3'`` in any mmdet, mmseg or
+  mmpretrain config) register themselves. mmengine imports
+  :mod:`mobilenet_tasks.registry` for the scope, and the registry imports the modules
+  that register its names (its ``locations``). Nothing needs to be imported first.
+  ``register_all_modules()`` imports all of them and sets the default scope.
+- The allow-list for mmengine checkpoints under torch's ``weights_only`` loading
+  (:mod:`mobilenet_tasks.utils.checkpoint`) is installed by the registry, by
+  ``tools/train.py`` and ``tools/test.py``, and by our weights loader.
+- ``mobilenet_tasks.MODELS``, ``mobilenet_tasks.register_all_modules`` and the
+  subpackages (``mobilenet_tasks.models`` ...) are attributes loaded on first access.
+"""
+import importlib
+
 from .utils.version_check import check_dependencies
 from .version import __version__
 
 check_dependencies()
 
-from .registry import MODELS  # noqa: E402
-from . import models  # noqa: E402,F401  (registers the backbones)
-from .utils.checkpoint import allow_mmengine_checkpoints  # noqa: E402
-from .utils.setup_env import register_all_modules  # noqa: E402
+# attribute -> the module that defines it, imported on first access (PEP 562)
+_LAZY = {
+    'MODELS': 'mobilenet_tasks.registry',
+    'register_all_modules': 'mobilenet_tasks.utils.setup_env',
+    'allow_mmengine_checkpoints': 'mobilenet_tasks.utils.checkpoint',
+}
+_SUBPACKAGES = ('analysis', 'apis', 'backends', 'converters', 'datasets', 'deployment',
+                'engine', 'evaluation', 'models', 'registry', 'testing', 'utils')
 
-# torch >= 2.6 loads with weights_only=True; mmengine checkpoints need their classes
-# allow-listed (mmengine #1655). Other globals stay refused.
-allow_mmengine_checkpoints()
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f'{__name__}.{name}')
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY) + list(_SUBPACKAGES))
+
 
 __all__ = ['__version__', 'MODELS', 'register_all_modules']

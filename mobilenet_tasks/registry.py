@@ -20,6 +20,12 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
 from mmengine.registry import Registry
 
+from mobilenet_tasks.utils.checkpoint import allow_mmengine_checkpoints
+
+# torch >= 2.6 loads with weights_only=True; mmengine checkpoints need their classes
+# allow-listed (mmengine #1655). Every build of our names comes through here first.
+allow_mmengine_checkpoints()
+
 # Backbones, necks, heads and whole models; the models that run exported files. Also
 # the checkpoint loader of ``mobilenet_tasks://`` addresses (pretrained starts): a
 # model's init_cfg or load_from may name one, and building the model imports it.

@@ -7,7 +7,7 @@ import torch
 torch.set_num_threads(1)
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 
-import mobilenet_tasks  # noqa: E402,F401
+import mobilenet_tasks  # noqa: E402,F401  (the OpenMMLab version check)
 
 
 @pytest.fixture(autouse=True)

@@ -21,21 +21,11 @@ import json
 import numbers
 import os.path as osp
 
-import numpy as np
-from mmengine.config import Config
-from mmengine.evaluator import DumpResults
-from mmengine.runner import Runner
-
-import mobilenet_tasks  # noqa: F401  (registries; safe checkpoint loading)
-from mobilenet_tasks.backends import backend_model_config, runtime_for
-from mobilenet_tasks.datasets.checks import (DatasetNotFoundError,
-                                             check_cityscapes_eval_files,
-                                             check_data_files, dataset_type_names)
-from mobilenet_tasks.engine import (add_common_arguments, apply_common_options,
-                                    apply_threads, finish_distributed,
-                                    parse_args_with_local_rank)
-from mobilenet_tasks.utils.config import resolve_config
-from mobilenet_tasks.utils.weights import check_fits
+# Only the argument parsing is imported here: torch, mmengine's Runner, mmdet and the
+# models load in the functions once the arguments are parsed, so --help and an
+# argument error answer at once.
+from mobilenet_tasks.utils.arguments import (add_common_arguments,
+                                             parse_args_with_local_rank)
 
 CITYSCAPES_EVAL_DIR = 'cityscapes_eval'  # under the work dir
 
@@ -64,7 +54,7 @@ def parse_args():
     return parse_args_with_local_rank(parser)
 
 
-def enable_drawing(cfg: Config, show_dir: str) -> None:
+def enable_drawing(cfg, show_dir: str) -> None:
     """Turn on the config's visualization hook (mmdet's or mmseg's) to save drawings.
 
     mmdet's hook draws every test image into ``test_out_dir``; mmseg's draws every
@@ -83,7 +73,7 @@ def enable_drawing(cfg: Config, show_dir: str) -> None:
         cfg.visualizer['save_dir'] = show_dir
 
 
-def add_cityscapes_eval(cfg: Config, config_path: str) -> str:
+def add_cityscapes_eval(cfg, config_path: str) -> str:
     """Add cityscapesscripts' evaluation to the test evaluator, next to its metrics.
 
     Args:
@@ -93,6 +83,7 @@ def add_cityscapes_eval(cfg: Config, config_path: str) -> str:
     Returns:
         str: The folder the labelIds predictions are written to (under the work dir).
     """
+    from mobilenet_tasks.datasets.checks import dataset_type_names
     types = dataset_type_names((cfg.get('test_dataloader') or {}).get('dataset'))
     if not types or any(t != 'CityscapesDataset' for t in types):
         raise SystemExit(
@@ -115,7 +106,7 @@ def add_cityscapes_eval(cfg: Config, config_path: str) -> str:
     return output_dir
 
 
-def drop_training(cfg: Config) -> None:
+def drop_training(cfg) -> None:
     """Make the runner test-only: no train loop, train dataset, optimizer or schedule.
 
     Testing needs none of them, and with them a test can fail on the training data:
@@ -133,6 +124,7 @@ def _number(value):
     numpy floats go through their shortest repr: IoUMetric's float32 13.76 is 13.76,
     not 13.760000228881836.
     """
+    import numpy as np
     if isinstance(value, np.floating):
         return float(str(value))
     if isinstance(value, numbers.Real):
@@ -140,7 +132,7 @@ def _number(value):
     return str(value)
 
 
-def fuse_after_loading(runner: Runner) -> None:
+def fuse_after_loading(runner) -> None:
     """Fold BatchNorm into the convolutions once the runner has loaded the weights
     (it loads them at the start of ``test()``, so the folding is a hook there)."""
     from mmengine.hooks import Hook
@@ -160,6 +152,18 @@ def fuse_after_loading(runner: Runner) -> None:
 
 def main():
     args = parse_args()
+    from mmengine.config import Config
+    from mmengine.evaluator import DumpResults
+    from mmengine.runner import Runner
+
+    from mobilenet_tasks.backends import backend_model_config, runtime_for
+    from mobilenet_tasks.datasets.checks import (DatasetNotFoundError,
+                                                 check_cityscapes_eval_files,
+                                                 check_data_files)
+    from mobilenet_tasks.engine import (apply_common_options, apply_threads,
+                                        finish_distributed)
+    from mobilenet_tasks.utils.config import resolve_config
+    from mobilenet_tasks.utils.weights import check_fits
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise SystemExit(f'checkpoint {args.checkpoint} does not exist')
     if args.out and not args.out.endswith(('.pkl', '.pickle')):

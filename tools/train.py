@@ -12,20 +12,11 @@ import argparse
 import logging
 import os.path as osp
 
-from mmengine.config import Config
-from mmengine.logging import print_log
-from mmengine.runner import Runner
-
-import mobilenet_tasks  # noqa: F401  (registries; safe checkpoint loading)
-from mobilenet_tasks.converters.pretrained import PretrainedError, fetch_config_weights
-from mobilenet_tasks.datasets.checks import (DatasetNotFoundError, check_data_files,
-                                             missing_data_files)
-from mobilenet_tasks.engine import (add_common_arguments, apply_common_options,
-                                    apply_threads, check_checkpoint_file,
-                                    enable_safe_resume, finish_distributed,
-                                    parse_args_with_local_rank)
-from mobilenet_tasks.utils.config import resolve_config
-from mobilenet_tasks.utils.weights import check_fits
+# Only the argument parsing is imported here: torch, mmengine's Runner, mmdet and the
+# models load in main() once the arguments are parsed, so --help and an argument error
+# answer at once.
+from mobilenet_tasks.utils.arguments import (add_common_arguments,
+                                             parse_args_with_local_rank)
 
 
 def parse_args():
@@ -64,6 +55,7 @@ def check_resume_checkpoint(cfg):
         source = f'--resume {path}'
     if '://' in path:  # remote checkpoints are not checked here
         return None
+    from mobilenet_tasks.engine import check_checkpoint_file
     problem = check_checkpoint_file(path)
     if problem is not None:
         raise SystemExit(
@@ -74,6 +66,18 @@ def check_resume_checkpoint(cfg):
 
 def main():
     args = parse_args()
+    from mmengine.config import Config
+    from mmengine.logging import print_log
+    from mmengine.runner import Runner
+
+    from mobilenet_tasks.converters.pretrained import (PretrainedError,
+                                                       fetch_config_weights)
+    from mobilenet_tasks.datasets.checks import (DatasetNotFoundError, check_data_files,
+                                                 missing_data_files)
+    from mobilenet_tasks.engine import (apply_common_options, apply_threads,
+                                        enable_safe_resume, finish_distributed)
+    from mobilenet_tasks.utils.config import resolve_config
+    from mobilenet_tasks.utils.weights import check_fits
     try:
         config = resolve_config(args.config)
         apply_threads(args)

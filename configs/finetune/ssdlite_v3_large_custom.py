@@ -108,7 +108,8 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=lr, weight_decay=1e-4),
     paramwise_cfg=dict(norm_decay_mult=0, bias_decay_mult=0))
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=50),
+    # val metrics at their iteration (mmengine's default: at epoch 0 in an iter loop)
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=val_interval,
                     max_keep_ckpts=2))
 log_processor = dict(by_epoch=False)

@@ -6,22 +6,17 @@ misspelled argument (``model.backbone.widen_factr=0.5``) fails deep in the model
 constructor with a long ``TypeError``; and mmengine's ``DictAction`` recurses without
 end on a ``dict(...)`` value (``RecursionError``). Here:
 
-- :class:`DictAction` reads ``dict(...)`` values (literals, nested ``dict(...)``,
+- :class:`~mobilenet_tasks.utils.arguments.DictAction` reads ``dict(...)`` values (literals, nested ``dict(...)``,
   lists, tuples, bare words as strings, like the rest of mmengine's syntax) and leaves
   every other value to mmengine's rules;
 - :func:`check_cfg_options` refuses a key the config does not have and the Runner does
   not take, and an argument the class named by the dict's ``type`` does not take, each
   with the close matches.
 """
-import argparse
-import ast
 import difflib
 import inspect
 from typing import Iterable, List, Optional
 
-_HINT = ("write dict values with literals (quote strings: dict(type='Pretrained', "
-         "checkpoint='x.pth')), or set each key on its own (key.type=Pretrained "
-         'key.checkpoint=x.pth)')
 # Top-level keys that configs may leave out and the run still reads.
 EXTRA_TOP_LEVEL = ('data_check', )
 
@@ -29,68 +24,6 @@ EXTRA_TOP_LEVEL = ('data_check', )
 class CfgOptionsError(ValueError):
     """A ``--cfg-options`` key that would be ignored or fail: the message says which
     and what the config has instead."""
-
-
-def _literal(node, text: str):
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.Name):  # True/False/None are Constants; bare words: str
-        return node.id
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) \
-            and isinstance(node.operand, ast.Constant) \
-            and isinstance(node.operand.value, (int, float)):
-        value = node.operand.value
-        return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.List):
-        return [_literal(e, text) for e in node.elts]
-    if isinstance(node, ast.Tuple):
-        return tuple(_literal(e, text) for e in node.elts)
-    if isinstance(node, ast.Dict):
-        return {_literal(k, text): _literal(v, text)
-                for k, v in zip(node.keys, node.values)}
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id == 'dict' and not node.args
-            and all(k.arg is not None for k in node.keywords)):
-        return {k.arg: _literal(k.value, text) for k in node.keywords}
-    raise ValueError(f'cannot read {ast.get_source_segment(text, node) or text!r}')
-
-
-def parse_value(text: str):
-    """A ``--cfg-options`` value: ``dict(...)`` (and anything holding one) by the rules
-    above, everything else as mmengine's ``DictAction`` reads it.
-
-    Raises:
-        ValueError: A ``dict(...)`` value that is not made of literals.
-    """
-    if 'dict(' not in text.replace(' ', ''):
-        from mmengine.config import DictAction as MMEngineDictAction
-        return MMEngineDictAction._parse_iterable(text)
-    try:
-        tree = ast.parse(text.strip(), mode='eval')
-    except SyntaxError as e:
-        raise ValueError(f'{text!r} is not valid python ({e.msg}); {_HINT}') from e
-    try:
-        return _literal(tree.body, text)
-    except ValueError as e:
-        raise ValueError(f'{e} in {text!r}; {_HINT}') from e
-
-
-class DictAction(argparse.Action):
-    """``key=value`` pairs into a dict, as mmengine's ``DictAction``, with ``dict(...)``
-    values read (:func:`parse_value`); a bad value is an argument error naming it."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        options = dict(getattr(namespace, self.dest, None) or {})
-        for item in values:
-            if '=' not in item:
-                raise argparse.ArgumentError(
-                    self, f'{item!r} is not key=value (e.g. train_cfg.max_iters=2)')
-            key, text = item.split('=', 1)
-            try:
-                options[key] = parse_value(text)
-            except ValueError as e:
-                raise argparse.ArgumentError(self, f'{key}: {e}') from None
-        setattr(namespace, self.dest, options)
 
 
 def _close(word: str, names: Iterable[str]) -> str:

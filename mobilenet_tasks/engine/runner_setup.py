@@ -1,8 +1,6 @@
 """Turning command-line options into a Runner config: shared by tools/train.py and
 tools/test.py, for our configs and for any mmdet/mmseg/mmpretrain config."""
-import argparse
 import logging
-import os
 import os.path as osp
 
 import torch
@@ -10,31 +8,10 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import MMDistributedDataParallel
 
+from mobilenet_tasks.utils.checkpoint import allow_mmengine_checkpoints
 from mobilenet_tasks.utils.threads import busy_warning, choose_threads, set_threads
-from .cfg_options import DictAction, check_cfg_options
+from .cfg_options import check_cfg_options
 from .distributed import init_cpu_dist
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options tools/train.py and tools/test.py share, as OpenMMLab tools name them."""
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, key=value (a key the '
-                        'config and the Runner do not know is refused; dict(...) values '
-                        'are read)')
-    parser.add_argument('--threads', type=int, default=None,
-                        help='CPU threads of each process (default: OMP_NUM_THREADS if '
-                        'set, else the cores divided by the processes on this machine)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-
-
-def parse_args_with_local_rank(parser: argparse.ArgumentParser):
-    """Parse, and export LOCAL_RANK as torch.distributed.launch users expect."""
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
 
 
 def finish_distributed() -> None:
@@ -81,6 +58,8 @@ def apply_common_options(cfg: Config, args, config_path: str) -> Config:
       SyncBN layers into ``CPUSyncBatchNorm``, whose statistics are all-reduced with
       gloo (torch's SyncBatchNorm raises on CPU tensors).
     """
+    # the Runner's load_from and resume read mmengine checkpoints (weights_only)
+    allow_mmengine_checkpoints()
     if getattr(args, 'cfg_options', None):
         check_cfg_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)

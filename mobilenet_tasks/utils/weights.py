@@ -1,7 +1,7 @@
 """Loading weights into a model: one loader for every tool and API.
 
 :func:`load_weights` reads a checkpoint file (``weights_only``: a file that pickles
-code is refused; mmengine's own classes are allow-listed by ``import mobilenet_tasks``):
+code is refused; mmengine's own classes are allow-listed, :mod:`.checkpoint`):
 mmengine's (``tools/train.py``), a converter's ``{'state_dict', 'meta'}``, a plain
 state dict, or a reference training script's ``{'model': state_dict}``; or any address
 mmengine's ``CheckpointLoader`` reads (``mobilenet_tasks://torchvision/...``, a pretrained
@@ -18,6 +18,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from .checkpoint import allow_mmengine_checkpoints
 from .model_index import ROOT
 
 _MAX_KEYS_SHOWN = 3  # keys named per kind of checkpoint mismatch
@@ -34,6 +35,7 @@ def load_weights(path) -> Tuple[dict, dict]:
             address that cannot be resolved or downloaded.
     """
     path = os.fspath(path)
+    allow_mmengine_checkpoints()
     if '://' in path:
         ckpt = _load_address(path)
     elif not os.path.isfile(path):

@@ -295,8 +295,16 @@ def test_cityscapes_clean_passes(cityscapes, tmp_path):
 def test_cityscapes_label_values_outside_the_classes(cityscapes, tmp_path):
     label = cityscapes / f'gtFine/train/aachen/{NAME}_gtFine_labelTrainIds.png'
     _png(label, np.full((8, 16), 26, np.uint8))  # a labelId (car), not a trainId
-    _fails(_cs_cfg(cityscapes, tmp_path), f'{label}: label values [26] are outside the '
+    _fails(_cs_cfg(cityscapes, tmp_path), f'{label}: label values 26 are outside the '
            '19 classes', 'labelIds instead of labelTrainIds')
+
+
+def test_cityscapes_decode_head_classes_must_be_the_datasets(cityscapes, tmp_path):
+    cfg = _cs_cfg(cityscapes, tmp_path, 'skip')  # fatal even when skipping bad files
+    cfg.model.decode_head.num_classes = 21
+    _fails(cfg, 'model.decode_head.num_classes: 21, but the dataset has 19 classes '
+           '(CityscapesDataset.METAINFO: road, sidewalk, building, wall, fence, ... '
+           '(19)): make them agree (num_classes=19')
 
 
 def test_cityscapes_missing_and_corrupt_labels(cityscapes, tmp_path):

@@ -175,8 +175,8 @@ def build_ours(model: str, weights: str, args):
 
 def build_theirs(config_path: str, weights: str, task: str, args):
     """mmdet's DetInferencer / mmseg's MMSegInferencer on our config (our registry is
-    reached through ``type='mobilenet_tasks.X'``; importing mobilenet_tasks is enough)."""
-    import mobilenet_tasks  # noqa: F401
+    reached through ``type='mobilenet_tasks.X'``: mmengine imports
+    ``mobilenet_tasks.registry`` for the scope, nothing to import first)."""
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         if task == 'detection':
@@ -310,7 +310,6 @@ def stage_times(ours, theirs, video: str, task: str, args, frames: int) -> dict:
 def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    import mobilenet_tasks  # noqa: F401  (registries)
     work_dir = Path(args.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     config_path, cfg, task = config_and_task(args.model)

@@ -164,8 +164,6 @@ def main():
     import torch
     torch.set_num_threads(args.threads)
 
-    import mobilenet_tasks  # noqa: F401
-
     tasks = list(TASKS) if args.task == 'all' else [args.task]
     results = {}
     os.makedirs(args.work_dir, exist_ok=True)

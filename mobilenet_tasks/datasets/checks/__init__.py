@@ -40,7 +40,10 @@ under another name is checked as its base class is):
   ``filter_cfg.filter_empty_gt`` is set.
 - Cityscapes (``CityscapesDataset``): each ``*_leftImg8bit.png`` has its
   ``*_gtFine_labelTrainIds.png``; both are non-empty image files; a decoded label map is
-  single-channel with values in ``0..num_classes-1`` or 255 (ignore).
+  single-channel, the size of its image, with values in ``0..num_classes-1`` or 255
+  (ignore), by the rules of the next item (the same code), with Cityscapes' advice
+  (labelIds instead of labelTrainIds, the converter); the 19 classes (or the config's
+  ``metainfo.classes``) must equal the model's ``decode_head.num_classes`` (fatal).
 - Any other mmseg ``BaseSegDataset`` (a user's own, ADE20K, VOC, ...;
   :mod:`.segmentation`): the dataset lists its samples as mmseg does; each image and
   label map exists and is an image file; a decoded label map is single-channel, the size

@@ -4,19 +4,26 @@ import os.path as osp
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-import numpy as np
-
 from .base import DataCheck, DatasetChecker
 from .errors import Fault
-from .fileio import image_file_fault, write_replacing
+from .fileio import write_replacing
 from .layout import CITYSCAPES_IMG_SUFFIX, CITYSCAPES_SEG_MAP_SUFFIX, class_names, resolve
-from .policy import DataCheckPolicy, decoded_indices
+from .policy import DataCheckPolicy
+from .segmentation import check_segmentation, head_class_faults
 
-__all__ = ['CITYSCAPES_NUM_CLASSES', 'IGNORE_INDEX', 'check_cityscapes',
-           'CityscapesChecker']
+__all__ = ['CITYSCAPES_NUM_CLASSES', 'IGNORE_INDEX', 'CITYSCAPES_HINTS',
+           'check_cityscapes', 'CityscapesChecker']
 
 CITYSCAPES_NUM_CLASSES = 19
 IGNORE_INDEX = 255
+
+
+#: Cityscapes' own advice in the faults of :func:`check_cityscapes`.
+CITYSCAPES_HINTS = dict(
+    missing='convert the polygons (tools/dataset_converters/cityscapes.py) or remove '
+    'the image',
+    values='labelIds instead of labelTrainIds? Convert with '
+    'tools/dataset_converters/cityscapes.py')
 
 
 def check_cityscapes(img_dir: str, seg_dir: str,
@@ -24,58 +31,28 @@ def check_cityscapes(img_dir: str, seg_dir: str,
                      seg_suffix: str = '_gtFine_labelTrainIds.png',
                      num_classes: int = CITYSCAPES_NUM_CLASSES,
                      decode_images='auto', decode_labels='auto',
-                     decode_limit: int = 200
+                     decode_limit: int = 200,
+                     classes_from: str = 'CityscapesDataset.METAINFO'
                      ) -> Tuple[List[Fault], List[str], List[str]]:
-    """Check the images and label maps of a Cityscapes split.
+    """Check the images and label maps of a Cityscapes split: each
+    ``*<img_suffix>`` under ``img_dir`` and its label map, by the rules of any
+    segmentation dataset (:func:`~.segmentation.check_segmentation`: values in
+    ``0..num_classes-1`` or 255) with Cityscapes' advice.
 
     Returns:
         tuple: the faults (``drop`` is ``('name', <city>/<name>)``, the line of mmseg's
         ``ann_file`` list), the names of the good images and notes for the log.
     """
-    import cv2
     images = sorted(Path(img_dir).rglob(f'*{img_suffix}'))
-    dec_img = decoded_indices(decode_images, len(images), decode_limit)
-    dec_seg = decoded_indices(decode_labels, len(images), decode_limit)
-    notes = [f'{img_dir}: decoded {len(dec)} of {len(images)} {what} (evenly spaced; the '
-             f'others: header only; data_check.decode_{key}=True for all)'
-             for dec, what, key in ((dec_img, 'images', 'images'),
-                                    (dec_seg, 'label maps', 'labels'))
-             if 0 < len(dec) < len(images)]
-    faults, good = [], []
-    for k, image in enumerate(images):
-        name = str(image.relative_to(img_dir))[:-len(img_suffix)]
-        label = osp.join(seg_dir, name + seg_suffix)
-        drop = ('name', name)
-        problem, array = image_file_fault(str(image), k in dec_img)
-        if problem:
-            faults.append(Fault(str(image), problem, drop))
-            continue
-        if not osp.exists(label):
-            faults.append(Fault(label, f'the label map of {image.name} does not exist; '
-                                'convert the polygons (tools/dataset_converters/'
-                                'cityscapes.py) or remove the image', drop))
-            continue
-        problem, seg = image_file_fault(label, k in dec_seg, cv2.IMREAD_UNCHANGED)
-        if problem is None and seg is not None:
-            values = np.flatnonzero(np.bincount(seg.ravel(), minlength=256)) \
-                if seg.dtype == np.uint8 else np.unique(seg)
-            bad = values[(values >= num_classes) & (values != IGNORE_INDEX)]
-            if seg.ndim != 2:
-                problem = (f'a label map has one channel, this one {seg.shape[2]}: is '
-                           'it a colour image?')
-            elif bad.size:
-                problem = (f'label values {bad.tolist()[:10]} are outside the '
-                           f'{num_classes} classes (0..{num_classes - 1}, 255 = ignore):'
-                           ' labelIds instead of labelTrainIds? Convert with '
-                           'tools/dataset_converters/cityscapes.py')
-            elif array is not None and array.shape[:2] != seg.shape:
-                problem = (f'the label map is {seg.shape[1]}x{seg.shape[0]}, its image '
-                           f'{array.shape[1]}x{array.shape[0]}')
-        if problem:
-            faults.append(Fault(label, problem, drop))
-            continue
-        good.append(name)
-    return faults, good, notes
+    names = [str(image.relative_to(img_dir))[:-len(img_suffix)] for image in images]
+    samples = [(str(image), osp.join(seg_dir, name + seg_suffix))
+               for image, name in zip(images, names)]
+    faults, good, notes = check_segmentation(
+        samples, num_classes, (IGNORE_INDEX, ), decode_images=decode_images,
+        decode_labels=decode_labels, decode_limit=decode_limit, where=img_dir,
+        classes_from=classes_from, drops=[('name', name) for name in names],
+        hints=CITYSCAPES_HINTS)
+    return faults, [names[k] for k in good], notes
 
 
 class CityscapesChecker(DatasetChecker):
@@ -91,12 +68,16 @@ class CityscapesChecker(DatasetChecker):
 
     def check(self, ds: dict, policy: DataCheckPolicy, cfg=None) -> DataCheck:
         classes = class_names(ds)
+        source = 'metainfo.classes' if classes else 'CityscapesDataset.METAINFO'
+        if classes is None:
+            from mmseg.datasets import CityscapesDataset
+            classes = CityscapesDataset.METAINFO['classes']
+        heads = head_class_faults(cfg, classes, source)
         faults, good, notes = check_cityscapes(
             *_dirs(ds), ds.get('img_suffix', CITYSCAPES_IMG_SUFFIX),
-            ds.get('seg_map_suffix', CITYSCAPES_SEG_MAP_SUFFIX),
-            len(classes) if classes else CITYSCAPES_NUM_CLASSES,
-            policy.decode_images, policy.decode_labels, policy.decode_limit)
-        return DataCheck(faults, notes, good)
+            ds.get('seg_map_suffix', CITYSCAPES_SEG_MAP_SUFFIX), len(classes),
+            policy.decode_images, policy.decode_labels, policy.decode_limit, source)
+        return DataCheck(heads + faults, notes, good)
 
     def clean(self, ds: dict, check: DataCheck, loader: str,
               out_dir: str) -> Tuple[str, str]:

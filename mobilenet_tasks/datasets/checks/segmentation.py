@@ -25,7 +25,7 @@ from .layout import class_names, dataset_class, resolve
 from .policy import DataCheckPolicy, decoded_indices
 
 __all__ = ['MAX_VALUES', 'read_label_map', 'allowed_values', 'check_segmentation',
-           'SegmentationChecker']
+           'SegmentationChecker', 'head_class_faults', 'classes_source']
 
 MAX_VALUES = 10  # bad label values listed in a fault
 _PNG = b'\x89PNG\r\n\x1a\n'
@@ -109,7 +109,8 @@ def check_segmentation(samples: Sequence[Tuple[str, Optional[str]]], num_classes
                        label_map: Optional[Dict[int, int]] = None,
                        decode_images='auto', decode_labels='auto',
                        decode_limit: int = 200, where: str = 'the dataset',
-                       classes_from: str = 'the classes', drops=None
+                       classes_from: str = 'the classes', drops=None,
+                       hints: Optional[Dict[str, str]] = None
                        ) -> Tuple[List[Fault], List[int], List[str]]:
     """Check the images and label maps of a segmentation dataset.
 
@@ -122,11 +123,15 @@ def check_segmentation(samples: Sequence[Tuple[str, Optional[str]]], num_classes
         classes_from (str): Where the classes come from, for the faults.
         drops (Sequence, optional): The ``Fault.drop`` of each sample (None: the
             sample cannot be left out).
+        hints (dict, optional): A dataset's own advice: ``'missing'`` replaces what a
+            missing label map's fault says to do, ``'values'`` replaces the hint of a
+            fault of label values outside the classes.
 
     Returns:
         tuple: the faults (one per bad sample), the indices of the good samples and
         notes for the log.
     """
+    hints = hints or {}
     allowed = allowed_values(num_classes, ignore, reduce_zero_label, label_map)
     dec_img = decoded_indices(decode_images, len(samples), decode_limit)
     dec_seg = decoded_indices(decode_labels, len(samples), decode_limit)
@@ -151,8 +156,9 @@ def check_segmentation(samples: Sequence[Tuple[str, Optional[str]]], num_classes
             good.append(k)
             continue
         if not osp.exists(label):
+            todo = hints.get('missing', 'add it or remove the image')
             faults.append(Fault(label, f'the label map of {osp.basename(image)} does '
-                                'not exist; add it or remove the image', drop))
+                                f'not exist; {todo}', drop))
             continue
         problem, seg = read_label_map(label, k in dec_seg)
         if problem is None and seg is not None:
@@ -170,6 +176,8 @@ def check_segmentation(samples: Sequence[Tuple[str, Optional[str]]], num_classes
                                f'classes of {classes_from} ({rule})')
                     if any(v > 255 for v in bad):
                         problem += '; mmseg reads label maps as 8 bits'
+                    elif 'values' in hints:
+                        problem += f'; {hints["values"]}'
                     elif (not reduce_zero_label and 0 not in values
                           and num_classes in bad):
                         problem += ('; labels counted from 1? reduce_zero_label=True '
@@ -206,17 +214,11 @@ class SegmentationChecker(DatasetChecker):
         except Exception as e:  # noqa: BLE001 - mmseg says it again when the run starts
             return DataCheck([], [f'{cls.__name__}: not checked (building it failed: '
                                   f'{type(e).__name__}: {e})'])
-        faults = []
         classes = class_names(ds, cls)
-        source = ('metainfo.classes' if (ds.get('metainfo') or {}).get('classes')
-                  is not None else f'{cls.__name__}.METAINFO')
+        source = classes_source(ds, cls)
         heads = _head_classes(cfg)
+        faults = head_class_faults(cfg, classes, source)
         if classes is not None:
-            faults += [Fault(key, f'{n}, but the dataset has {len(classes)} classes '
-                             f'({source}: {_short(classes)}): make them agree ('
-                             f'num_classes={len(classes)}, or the model\'s classes in '
-                             'the dataset\'s metainfo)')
-                       for key, n in heads if n != len(classes)]
             num_classes = len(classes)
         elif heads:
             num_classes, source = heads[0][1], heads[0][0]
@@ -269,6 +271,25 @@ def _samples(dataset) -> Tuple[List[Tuple[str, Optional[str]]], list, str]:
         ok = listed and suffix and name.endswith(suffix) and not name.startswith('..')
         drops.append(('name', name[:-len(suffix)]) if ok else None)
     return samples, drops, img_dir
+
+
+def classes_source(ds: dict, cls) -> str:
+    """Where a dataset config's classes come from, for messages."""
+    return ('metainfo.classes' if (ds.get('metainfo') or {}).get('classes') is not None
+            else f'{cls.__name__}.METAINFO')
+
+
+def head_class_faults(cfg, classes: Optional[Sequence[str]],
+                      source: str) -> List[Fault]:
+    """A fault for each decode head of the config whose ``num_classes`` is not the
+    number of the dataset's ``classes`` (the model would predict other classes than
+    the labels name: a crash on a label value, or classes never trained)."""
+    if classes is None:
+        return []
+    return [Fault(key, f'{n}, but the dataset has {len(classes)} classes ({source}: '
+                  f'{_short(classes)}): make them agree (num_classes={len(classes)}, '
+                  "or the model's classes in the dataset's metainfo)")
+            for key, n in _head_classes(cfg or {}) if n != len(classes)]
 
 
 def _head_classes(cfg) -> List[Tuple[str, int]]:
