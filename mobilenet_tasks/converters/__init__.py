@@ -15,27 +15,40 @@ config of that backbone), one module per source (``torchvision``, ``timm``,
 ``mobilenet_tasks://`` checkpoint addresses: download, convert and cache a source's
 weights for ``init_cfg`` / ``load_from``) and ``cli`` (the tools' arguments, loading
 and saving; the only place that exits).
-"""
-from .info import ConversionInfo
-from .layout import TARGET_EPS, fold_bn_eps
-from .mmpretrain import MMPRETRAIN_ARCHS, convert_mmpretrain_mobilenet_v3
-from .pretrained import (PretrainedError, fetch_config_weights, fetch_pretrained,
-                         parse_address)
-from .timm import TIMM_ARCHS, convert_timm
-from .torchvision import TORCHVISION_ARCHS, convert_torchvision
-from .torchvision_lraspp import (TORCHVISION_LRASPP_CONFIG, LRASPPConversionInfo,
-                                 convert_torchvision_lraspp)
-from .torchvision_ssdlite import (COCO_CATEGORY_IDS, TORCHVISION_SSDLITE_CONFIG,
-                                  SSDLiteConversionInfo, convert_torchvision_ssdlite)
 
-__all__ = [
-    'TARGET_EPS', 'ConversionInfo', 'fold_bn_eps', 'convert_torchvision',
-    'TORCHVISION_ARCHS', 'convert_timm', 'TIMM_ARCHS', 'convert_mmpretrain_mobilenet_v3',
-    'MMPRETRAIN_ARCHS'
-]
-__all__ += ['convert_torchvision_ssdlite', 'SSDLiteConversionInfo', 'COCO_CATEGORY_IDS',
-            'TORCHVISION_SSDLITE_CONFIG']
-__all__ += ['convert_torchvision_lraspp', 'LRASPPConversionInfo',
-            'TORCHVISION_LRASPP_CONFIG']
-__all__ += ['fetch_pretrained', 'fetch_config_weights', 'parse_address',
-            'PretrainedError']
+The names below load on first access (PEP 562): importing a module of this package
+(``cli`` to build a tool's parser, ``pretrained`` for its checkpoint loader) does not
+import every converter and torch.
+"""
+import importlib
+
+# name -> the module of this package that defines it
+_LAZY = {
+    'ConversionInfo': 'info',
+    'TARGET_EPS': 'layout', 'fold_bn_eps': 'layout',
+    'MMPRETRAIN_ARCHS': 'mmpretrain', 'convert_mmpretrain_mobilenet_v3': 'mmpretrain',
+    'PretrainedError': 'pretrained', 'fetch_config_weights': 'pretrained',
+    'fetch_pretrained': 'pretrained', 'parse_address': 'pretrained',
+    'TIMM_ARCHS': 'timm', 'convert_timm': 'timm',
+    'TORCHVISION_ARCHS': 'torchvision', 'convert_torchvision': 'torchvision',
+    'TORCHVISION_LRASPP_CONFIG': 'torchvision_lraspp',
+    'LRASPPConversionInfo': 'torchvision_lraspp',
+    'convert_torchvision_lraspp': 'torchvision_lraspp',
+    'COCO_CATEGORY_IDS': 'torchvision_ssdlite',
+    'TORCHVISION_SSDLITE_CONFIG': 'torchvision_ssdlite',
+    'SSDLiteConversionInfo': 'torchvision_ssdlite',
+    'convert_torchvision_ssdlite': 'torchvision_ssdlite',
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f'{__name__}.{_LAZY[name]}'), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = list(_LAZY)

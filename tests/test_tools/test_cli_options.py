@@ -182,25 +182,3 @@ def test_training_does_not_need_the_test_set(tiny):
             'exist. Training does not read it; tools/test.py will') in log
     assert (root / 'w2' / 'iter_1.pth').is_file()
 
-
-_NO_HEAVY_IMPORTS = """
-import runpy, sys
-sys.argv = [sys.argv[1], *sys.argv[2:]]
-try:
-    runpy.run_path(sys.argv[0], run_name='__main__')
-except SystemExit as exit:
-    code = exit.code
-print('exit', code, 'heavy', sorted(m for m in ('torch', 'mmdet', 'mmseg', 'cv2')
-                                    if m in sys.modules))
-"""
-
-
-@pytest.mark.parametrize('tool', ['tools/train.py', 'tools/test.py', 'tools/infer.py'])
-@pytest.mark.parametrize('argv, code', [(['--help'], 0), (['--threads', 'two'], 2)])
-def test_help_and_argument_errors_answer_before_the_heavy_imports(tool, argv, code):
-    # --help and a bad argument are answered by argparse before torch, mmdet, mmseg
-    # (about 10 s to import on these machines) are loaded
-    proc = subprocess.run([sys.executable, '-c', _NO_HEAVY_IMPORTS, str(ROOT / tool),
-                           *argv], capture_output=True, text=True, timeout=120)
-    assert proc.stdout.strip().splitlines()[-1] == f'exit {code} heavy []', \
-        proc.stdout[-2000:] + proc.stderr[-2000:]

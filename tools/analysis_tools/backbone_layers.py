@@ -17,21 +17,29 @@ import argparse
 import sys
 from pathlib import Path
 
+# Only argparse and mmengine's DictAction here: mobilenet_tasks.analysis.backbone_layers
+# (torch, mmdet, mmseg, mmpretrain and the models) loads once the arguments are parsed,
+# so --help and an argument error answer at once.
 from mmengine.config import DictAction
-
-from mobilenet_tasks.analysis.backbone_layers import (BACKBONES, Variant,
-                                                      all_layers, fpn_snippet,
-                                                      layers_markdown, layers_text,
-                                                      replace_generated, variant_layers)
 
 DOC = Path(__file__).resolve().parents[2] / 'docs' / 'backbones.md'
 # Set by the table itself: every layer, every width given, output strides 32, 16, 8.
 MEASURED = ('out_indices', 'expansion_indices', 'output_stride', 'widen_factor')
+# sorted(mobilenet_tasks.analysis.backbone_layers.BACKBONES), copied for --type's
+# choices (tests/test_tools/test_fast_help.py checks that they agree).
+BACKBONES = ('MnasNet', 'MobileNetV1', 'MobileNetV2', 'MobileNetV3')
+
+
+def all_layers(size):
+    """:func:`mobilenet_tasks.analysis.backbone_layers.all_layers`, imported when called
+    (and what main() calls, so that a test can replace it)."""
+    from mobilenet_tasks.analysis import backbone_layers
+    return backbone_layers.all_layers(size=size)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--type', choices=sorted(BACKBONES),
+    parser.add_argument('--type', choices=BACKBONES,
                         help='one backbone (default: every backbone and width of '
                         'docs/backbones.md)')
     parser.add_argument('--arch', help="MobileNetV3's arch: 'large' or 'small'")
@@ -62,7 +70,9 @@ def parse_args():
     return args
 
 
-def one_variant(args) -> Variant:
+def one_variant(args):
+    """The :class:`~mobilenet_tasks.analysis.backbone_layers.Variant` of ``--type``."""
+    from mobilenet_tasks.analysis.backbone_layers import Variant
     kwargs = dict(args.set)
     if args.arch is not None:
         kwargs['arch'] = args.arch
@@ -75,6 +85,9 @@ def one_variant(args) -> Variant:
 
 def main():
     args = parse_args()
+    from mobilenet_tasks.analysis.backbone_layers import (fpn_snippet, layers_markdown,
+                                                          layers_text, replace_generated,
+                                                          variant_layers)
     try:
         if args.markdown or args.update:
             generated = layers_markdown(all_layers(size=args.size))

@@ -37,7 +37,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse_args(argv=None):
-    from mobilenet_tasks.analysis import benchmark as bm
+    # The choices and sizes from the light catalogue: mobilenet_tasks.analysis.benchmark
+    # (torch, the models) loads in main() once the arguments are parsed, so --help and
+    # an argument error answer at once.
+    from mobilenet_tasks.analysis import catalogue as bm
     parser = argparse.ArgumentParser(
         description='Params, MAdds and latency (PyTorch eager, BN folded, onnxruntime '
         'fp32 and int8) of our configs and the stock peers')

@@ -32,10 +32,9 @@ import time
 import warnings
 from pathlib import Path
 
-import cv2
-import numpy as np
-import torch
-
+# Only the standard library here: OpenCV, numpy, torch, mmdet, mmseg and the models load
+# in the functions that use them, once the arguments are parsed, so --help and an
+# argument error answer at once.
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = 'ssdlite_v3_large_demo'
 FPS = 25.0  # frame rate of the generated video
@@ -117,6 +116,8 @@ def random_weights(cfg, config_path: str, work_dir: Path) -> str:
     """Save the model's random initialisation once (seed 0), with its class names."""
     path = work_dir / f'{Path(config_path).stem}_random_init.pth'
     if not path.is_file():
+        import torch
+
         from mobilenet_tasks.utils.config import build_model
         torch.manual_seed(0)
         model = build_model(cfg)
@@ -127,6 +128,7 @@ def random_weights(cfg, config_path: str, work_dir: Path) -> str:
 
 def _scenes(task: str, size, count: int):
     """``count`` BGR scenes of the demo datasets' kind, each ``size`` = (H, W)."""
+    import numpy as np
     height, width = size
     scenes = []
     for k in range(count):
@@ -143,6 +145,8 @@ def _scenes(task: str, size, count: int):
 
 def make_video(path: Path, task: str, frames: int, size) -> str:
     """Write (once) a video of ``frames`` frames: demo scenes panning, a cut every 40."""
+    import cv2
+    import numpy as np
     if path.is_file():
         cap = cv2.VideoCapture(str(path))
         complete = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
@@ -212,6 +216,7 @@ def _their_vis(inferencer, frames, task: str, args):
 def run_theirs(inferencer, video: str, out: str, task: str, args,
                max_frames=None) -> float:
     """Frames per second of the cv2 loop an mmdet / mmseg user writes, wall clock."""
+    import cv2
     start = time.perf_counter()
     cap = cv2.VideoCapture(video)
     fps = cap.get(cv2.CAP_PROP_FPS)
@@ -250,6 +255,7 @@ def _timed(fn, *a, **k):
 
 def stage_times(ours, theirs, video: str, task: str, args, frames: int) -> dict:
     """Milliseconds a frame of each stage, each side, run sequentially."""
+    import cv2
     cap = cv2.VideoCapture(video)
     images, decode = [], 0.0
     for _ in range(frames):
@@ -309,6 +315,7 @@ def stage_times(ours, theirs, video: str, task: str, args, frames: int) -> dict:
 # ---------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
+    import torch
     torch.set_num_threads(args.threads)
     work_dir = Path(args.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)

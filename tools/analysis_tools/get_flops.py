@@ -5,12 +5,9 @@
 """
 import argparse
 
+# Only argparse and mmengine's DictAction here: torch and the models load in main() once
+# the arguments are parsed, so --help and an argument error answer at once.
 from mmengine.config import DictAction
-
-from mobilenet_tasks.analysis.complexity import count_complexity
-from mobilenet_tasks.utils.config import build_model, load_config
-from mobilenet_tasks.utils.model_index import find_entry
-from mobilenet_tasks.utils.paper import paper_figures
 
 
 def parse_args():
@@ -27,6 +24,10 @@ def parse_args():
 
 def main():
     args = parse_args()
+    from mobilenet_tasks.analysis.complexity import count_complexity
+    from mobilenet_tasks.utils.config import build_model, load_config
+    from mobilenet_tasks.utils.model_index import find_entry
+    from mobilenet_tasks.utils.paper import paper_figures
     cfg = load_config(args.config, args.cfg_options)
     entry = find_entry(args.config)
     paper = entry.get('Paper') if entry else None

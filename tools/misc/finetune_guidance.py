@@ -164,7 +164,7 @@ def markdown(task: str, results: dict) -> str:
         by_name.setdefault(key.split(' | ')[0], []).append(run['curve'])
     steps = sorted({s for curves in by_name.values() for c in curves for s in c})
     scale = 100 if task == 'detection' else 1  # mAP x 100, mIoU in %
-    lines = [f'| setting | ' + ' | '.join(f'step {s}' for s in steps) + ' |',
+    lines = ['| setting | ' + ' | '.join(f'step {s}' for s in steps) + ' |',
              '|---|' + '---|' * len(steps)]
     for name, curves in by_name.items():
         cells = []

@@ -12,13 +12,19 @@ at output stride 32: timm dilates one block later than ours for output stride 8 
 timm's ``tf_*`` ports (TF padding, eps 1e-3) have the same keys and shapes but are not
 equivalent: do not convert them.
 """
-from mobilenet_tasks.converters.cli import run_cli
-from mobilenet_tasks.converters.timm import TIMM_ARCHS, convert_timm
+# Only argparse here (mobilenet_tasks.converters.cli builds the parser): the converter
+# and torch load in main() once the arguments are parsed, so --help and an argument
+# error answer at once.
+from mobilenet_tasks.converters.cli import backbone_parser, convert_backbone_and_save
+
+
 
 
 def main(argv=None):
-    run_cli('Convert a timm MobileNetV3 / MnasNet-A1 / MobileNetV2 checkpoint to '
-            'mobilenet_tasks', convert_timm, TIMM_ARCHS, argv)
+    args = backbone_parser('Convert a timm MobileNetV3 / MnasNet-A1 / MobileNetV2 '
+                           'checkpoint to mobilenet_tasks').parse_args(argv)
+    from mobilenet_tasks.converters.timm import convert_timm
+    convert_backbone_and_save(args, convert_timm)
 
 
 if __name__ == '__main__':

@@ -13,13 +13,18 @@ and into a lone backbone with
 A reduced-tail model's classifier (hidden layer 640 / 512) has no config here: its
 backbone loads as above, its head into a StackedLinearClsHead with the printed cfg.
 """
-from mobilenet_tasks.converters.cli import run_cli
-from mobilenet_tasks.converters.torchvision import TORCHVISION_ARCHS, convert_torchvision
+# Only argparse here (mobilenet_tasks.converters.cli builds the parser): the converter
+# and torch load in main() once the arguments are parsed, so --help and an argument
+# error answer at once.
+from mobilenet_tasks.converters.cli import backbone_parser, convert_backbone_and_save
+
 
 
 def main(argv=None):
-    run_cli('Convert a torchvision MobileNetV3 / V2 checkpoint to mobilenet_tasks',
-            convert_torchvision, TORCHVISION_ARCHS, argv)
+    args = backbone_parser('Convert a torchvision MobileNetV3 / V2 checkpoint to '
+                           'mobilenet_tasks').parse_args(argv)
+    from mobilenet_tasks.converters.torchvision import convert_torchvision
+    convert_backbone_and_save(args, convert_torchvision)
 
 
 if __name__ == '__main__':

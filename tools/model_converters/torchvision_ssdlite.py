@@ -10,9 +10,11 @@ SRC is a state dict as torchvision saves it. DST holds ``state_dict`` (``backbon
 ``tools/test.py CONFIG DST``). torchvision's 91 COCO labels become mmdet's 80 COCO
 classes (background last; the 10 unused N/A labels are dropped).
 """
+# Only argparse here (mobilenet_tasks.converters.cli builds the parser): the converter
+# and torch load in main() once the arguments are parsed, so --help and an argument
+# error answer at once.
 from mobilenet_tasks.converters.cli import (convert_and_save, converter_parser,
                                             count_tensors)
-from mobilenet_tasks.converters.torchvision_ssdlite import convert_torchvision_ssdlite
 
 
 def main(argv=None):
@@ -20,6 +22,8 @@ def main(argv=None):
         'Convert a torchvision SSDLite (MobileNetV3) checkpoint to mobilenet_tasks '
         '(mmdet)', target_eps_help="ours and torchvision's")
     args = parser.parse_args(argv)
+    from mobilenet_tasks.converters.torchvision_ssdlite import (
+        convert_torchvision_ssdlite)
 
     def summary(converted, info):
         yield 'backbone', (f'{count_tensors(converted, "backbone")} tensors -> '
