@@ -73,3 +73,18 @@ def test_segmentation_template_on_a_dataset_of_its_own(tmp_path):
 # other CPUs' float rounding, which changes the trajectory.
 ITERS_DET, MIN_DET_MAP = 300, 0.4
 ITERS_SEG, MIN_SEG_MIOU = 120, 60.0
+
+
+def test_finetune_guidance_tool_runs_a_setting_and_tabulates_it(tmp_path):
+    # tools/misc/finetune_guidance.py (the README's guidance figures): one setting of
+    # the segmentation grid, 2 steps validated after each, then its table
+    code, log = _run(ROOT / 'tools/misc/finetune_guidance.py', '--task', 'segmentation',
+                     '--iters', '2', '--val-interval', '1', '--seeds', '0', '--only',
+                     '0', '--work-dir', tmp_path, cwd=tmp_path)
+    assert code == 0, log[-3000:]
+    runs = json.loads((tmp_path / 'segmentation.json').read_text())['runs']
+    (key, run), = runs.items()
+    assert key == 'random init, lr 4e-3, BN momentum 0.1 (template) | seed 0'
+    assert sorted(run['curve']) == ['1', '2']  # the val metric at each step
+    assert all(0 <= v <= 100 for v in run['curve'].values())
+    assert '| setting | step 1 | step 2 |' in log

@@ -22,6 +22,7 @@ import glob
 import json
 import os
 import os.path as osp
+import shutil
 import statistics
 import subprocess
 import sys
@@ -132,7 +133,11 @@ def main(argv=None):
     task = args.task
     iters = args.iters or (300 if task == 'detection' else 120)
     val_interval = args.val_interval or max(1, iters // 3)
-    start = args.start or _latest_checkpoint(task)
+    rows = [(i, row) for i, row in enumerate(GRID[task])
+            if args.only is None or i in args.only]
+    start = None
+    if any(pretrained for _, (_, _, pretrained) in rows):
+        start = args.start or _latest_checkpoint(task)
     os.makedirs(args.work_dir, exist_ok=True)
     data = _data_values(task, osp.join(args.work_dir, 'data'))
     out = osp.join(args.work_dir, f'{task}.json')
@@ -140,14 +145,14 @@ def main(argv=None):
     if osp.isfile(out):
         with open(out) as f:
             results = json.load(f)['runs']
-    rows = [row for i, row in enumerate(GRID[task]) if args.only is None or i in args.only]
-    for index, (name, values, pretrained) in enumerate(rows):
+    for index, (name, values, pretrained) in rows:
         config = config_from_template(
             TEMPLATES[task], osp.join(args.work_dir, f'{task}_{index}.py'),
             dict(data, **values))
         for seed in args.seeds:
             key = f'{name} | seed {seed}'
             work = osp.join(args.work_dir, f'{task}_{index}_seed{seed}')
+            shutil.rmtree(work, ignore_errors=True)  # a curve of this run only
             results[key] = run_one(task, str(config), work, seed, iters, val_interval,
                                    start if pretrained else None)
             print(f'{key}: {results[key]}', flush=True)
