@@ -1,16 +1,35 @@
 """Deployment: ONNX export (standard operators only), parity with PyTorch, int8
 quantization and Conv-BN folding. Running exported files is :mod:`mobilenet_tasks.
-backends`' job; measuring them is :mod:`mobilenet_tasks.analysis`'."""
-from .detection_graph import DetectorPostprocessed, DetectorRawOutputs
-from .fuse import FuseReport, fuse_conv_bn
-from .onnx_export import (NonStandardOpError, SegmentorLogits, check_standard_ops,
-                          default_input_shape, export_loaded, export_model,
-                          export_segmentor, load_model, read_metadata)
-from .parity import compare_with_onnxruntime
-from .quantize import QuantizationError, quantize_model
+backends`' job; measuring them is :mod:`mobilenet_tasks.analysis`'.
 
-__all__ = ['export_model', 'export_segmentor', 'export_loaded', 'load_model',
-           'default_input_shape', 'compare_with_onnxruntime', 'check_standard_ops',
-           'read_metadata', 'NonStandardOpError', 'SegmentorLogits',
-           'DetectorPostprocessed', 'DetectorRawOutputs', 'fuse_conv_bn', 'FuseReport',
-           'quantize_model', 'QuantizationError']
+The names below load on first access (PEP 562), so that a module of this package
+(:mod:`.options`, the quantization choices a tool's parser needs) imports without
+torch and onnxruntime."""
+
+import importlib
+
+# name -> the module of this package that defines it
+_LAZY = {
+    'DetectorPostprocessed': 'detection_graph', 'DetectorRawOutputs': 'detection_graph',
+    'FuseReport': 'fuse', 'fuse_conv_bn': 'fuse',
+    'NonStandardOpError': 'onnx_export', 'SegmentorLogits': 'onnx_export',
+    'check_standard_ops': 'onnx_export', 'default_input_shape': 'onnx_export',
+    'export_loaded': 'onnx_export', 'export_model': 'onnx_export',
+    'export_segmentor': 'onnx_export', 'load_model': 'onnx_export',
+    'read_metadata': 'onnx_export',
+    'compare_with_onnxruntime': 'parity',
+    'QuantizationError': 'quantize', 'quantize_model': 'quantize',
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f'{__name__}.{_LAZY[name]}'), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = list(_LAZY)

@@ -16,16 +16,12 @@ from mobilenet_tasks.utils.config import build_model, load_config
 from mobilenet_tasks.utils.task import task_of_model
 
 from .onnx_graph import QuantizationError
+from .options import METHODS, SPLITS
 
 PathLike = Union[str, os.PathLike]
 
-#: Calibration methods (name -> onnxruntime ``CalibrationMethod`` member name).
-METHODS = {'minmax': 'MinMax', 'percentile': 'Percentile', 'entropy': 'Entropy'}
-#: Percentile of ``|x|`` the ``percentile`` method keeps.
-PERCENTILE = 99.99
 #: Histogram bins of the ``entropy`` method (the range searched for the threshold).
 ENTROPY_BINS = 2048
-SPLITS = ('train', 'val', 'test')
 
 
 # -- calibration images ------------------------------------------------------------

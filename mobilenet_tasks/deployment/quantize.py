@@ -89,17 +89,16 @@ from typing import Iterable, List, Optional, Sequence, Union
 import numpy as np
 
 from mobilenet_tasks.backends import open_backend
-from .calibration import (METHODS, PERCENTILE, ImageCalibrationReader, calibrate,
+from .calibration import (METHODS, ImageCalibrationReader, calibrate,
                           calibration_images)
 from .onnx_graph import (QuantizationError, _drop_unused_opsets, _name_nodes,
                          input_spec, load_onnx, network_model, op_counts,
                          postprocessing_nodes)
 from .onnx_export import NonStandardOpError, check_standard_ops
+from .options import ACTIVATION_TYPES, PERCENTILE
 
 PathLike = Union[str, os.PathLike]
 
-#: Activation types (name -> onnxruntime ``QuantType`` member name).
-ACTIVATION_TYPES = {'uint8': 'QUInt8', 'int8': 'QInt8'}
 
 
 @dataclass

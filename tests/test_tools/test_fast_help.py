@@ -3,9 +3,7 @@ mmseg, mmpretrain or OpenCV are imported (4-11 s on these machines).
 
 Each tool is run in a fresh interpreter (``runpy.run_path(tool, run_name='__main__')``
 with its ``sys.argv``), which then prints the exit code and the heavy modules loaded.
-The tools are found by a glob, so a new one is checked too. Where a tool copies a
-library constant to build its parser without importing the library, the copy is
-checked against the library here.
+The tools are found by a glob, so a new one is checked too.
 """
 import json
 import subprocess
@@ -14,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from mobilenet_tasks.testing import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ('torch', 'mmdet', 'mmseg', 'mmpretrain', 'cv2')
@@ -82,21 +79,4 @@ def test_argument_error_answers_before_the_heavy_imports(tool):
     assert code == 2, output[-3000:]
     assert "--threads: invalid int value: 'two'" in output, output[-3000:]
     assert not heavy, f'{tool} imported {sorted(heavy)} before refusing the arguments'
-
-
-def test_the_tools_copies_of_library_constants_agree():
-    """The constants the tools copy to build their parsers without the library."""
-    from mobilenet_tasks.analysis import backbone_layers, paper_tables
-    from mobilenet_tasks.deployment import calibration, quantize
-
-    tool = load_tool('tools/deployment/quantize_onnx.py')
-    assert tool.METHODS == tuple(sorted(calibration.METHODS))
-    assert tool.PERCENTILE == calibration.PERCENTILE
-    assert tool.SPLITS == calibration.SPLITS
-    assert tool.ACTIVATION_TYPES == tuple(sorted(quantize.ACTIVATION_TYPES))
-
-    tool = load_tool('tools/analysis_tools/backbone_layers.py')
-    assert tool.BACKBONES == tuple(sorted(backbone_layers.BACKBONES))
-    tool = load_tool('tools/analysis_tools/paper_tables.py')
-    assert tool.TOLERANCE == paper_tables.TOLERANCE
 

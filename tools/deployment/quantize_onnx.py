@@ -23,16 +23,12 @@ import logging
 import sys
 import warnings
 
-# Only argparse here: mobilenet_tasks.deployment (torch, OpenCV, the models) loads in
-# main() once the arguments are parsed, so --help and an argument error answer at once.
-# Hence these copies of its choices (tests/test_tools/test_fast_help.py checks that
-# they agree): mobilenet_tasks.deployment.calibration's METHODS (sorted keys),
-# PERCENTILE and SPLITS, mobilenet_tasks.deployment.quantize's ACTIVATION_TYPES
-# (sorted keys).
-METHODS = ('entropy', 'minmax', 'percentile')
-PERCENTILE = 99.99
-SPLITS = ('train', 'val', 'test')
-ACTIVATION_TYPES = ('int8', 'uint8')
+# Only argparse and the quantization choices (mobilenet_tasks.deployment.options, no
+# torch) here: the rest of mobilenet_tasks.deployment (torch, OpenCV, the models) loads
+# in main() once the arguments are parsed, so --help and an argument error answer at
+# once.
+from mobilenet_tasks.deployment.options import (ACTIVATION_TYPES, METHODS, PERCENTILE,
+                                                SPLITS)
 
 
 def parse_args(argv=None):
@@ -53,14 +49,14 @@ def parse_args(argv=None):
     parser.add_argument('--num-images', type=int, default=32,
                         help='calibration images, evenly spaced over what is found '
                         '(default 32; 0: all)')
-    parser.add_argument('--method', choices=METHODS, default='minmax',
+    parser.add_argument('--method', choices=sorted(METHODS), default='minmax',
                         help='calibration method (default: minmax)')
     parser.add_argument('--percentile', type=float, default=PERCENTILE,
                         help=f'percentile of |x| kept by --method percentile '
                         f'(default {PERCENTILE})')
     parser.add_argument('--per-tensor', action='store_true',
                         help='one scale per weight tensor instead of per channel')
-    parser.add_argument('--activation-type', choices=ACTIVATION_TYPES,
+    parser.add_argument('--activation-type', choices=sorted(ACTIVATION_TYPES),
                         default='uint8', help='activation type (default uint8: '
                         "onnxruntime's x86 integer kernels take uint8 activations)")
     parser.add_argument('--reduce-range', action='store_true',

@@ -1,0 +1,15 @@
+"""The choices of int8 quantization, importable before torch and onnxruntime: the
+library (:mod:`.calibration`, :mod:`.quantize`) and the tool's parser
+(``tools/deployment/quantize_onnx.py``, which answers ``--help`` at once) read them
+here."""
+
+#: Calibration methods (name -> onnxruntime ``CalibrationMethod`` member name).
+METHODS = {'minmax': 'MinMax', 'percentile': 'Percentile', 'entropy': 'Entropy'}
+#: Percentile of ``|x|`` the ``percentile`` method keeps.
+PERCENTILE = 99.99
+#: The dataset splits calibration images may come from.
+SPLITS = ('train', 'val', 'test')
+#: Activation types (name -> onnxruntime ``QuantType`` member name).
+ACTIVATION_TYPES = {'uint8': 'QUInt8', 'int8': 'QInt8'}
+
+__all__ = ['METHODS', 'PERCENTILE', 'SPLITS', 'ACTIVATION_TYPES']
