@@ -14,33 +14,33 @@ tools answer ``--help`` at once. Everything else loads when it is used:
 - ``mobilenet_tasks.MODELS``, ``mobilenet_tasks.register_all_modules`` and the
   subpackages (``mobilenet_tasks.models`` ...) are attributes loaded on first access.
 """
-import importlib
-
+from .utils.lazy import lazy_attributes
 from .utils.version_check import check_dependencies
 from .version import __version__
 
 check_dependencies()
 
-# attribute -> the module that defines it, imported on first access (PEP 562)
-_LAZY = {
-    'MODELS': 'mobilenet_tasks.registry',
-    'register_all_modules': 'mobilenet_tasks.utils.setup_env',
-    'allow_mmengine_checkpoints': 'mobilenet_tasks.utils.checkpoint',
-}
 _SUBPACKAGES = ('analysis', 'apis', 'backends', 'converters', 'datasets', 'deployment',
                 'engine', 'evaluation', 'models', 'registry', 'testing', 'utils')
+# attribute -> the module that defines it, imported on first access (PEP 562); a
+# subpackage is its own attribute
+_LAZY = {
+    'MODELS': '.registry',
+    'register_all_modules': '.utils.setup_env',
+    'allow_mmengine_checkpoints': '.utils.checkpoint',
+}
+_lazy_getattr, _lazy_dir = lazy_attributes(__name__, _LAZY, globals())
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
     if name in _SUBPACKAGES:
+        import importlib
         return importlib.import_module(f'{__name__}.{name}')
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    return _lazy_getattr(name)
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_LAZY) + list(_SUBPACKAGES))
+    return sorted(set(_lazy_dir()) | set(_SUBPACKAGES))
 
 
 __all__ = ['__version__', 'MODELS', 'register_all_modules']

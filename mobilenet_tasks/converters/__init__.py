@@ -20,35 +20,26 @@ The names below load on first access (PEP 562): importing a module of this packa
 (``cli`` to build a tool's parser, ``pretrained`` for its checkpoint loader) does not
 import every converter and torch.
 """
-import importlib
+from mobilenet_tasks.utils.lazy import lazy_attributes
 
 # name -> the module of this package that defines it
 _LAZY = {
-    'ConversionInfo': 'info',
-    'TARGET_EPS': 'layout', 'fold_bn_eps': 'layout',
-    'MMPRETRAIN_ARCHS': 'mmpretrain', 'convert_mmpretrain_mobilenet_v3': 'mmpretrain',
-    'PretrainedError': 'pretrained', 'fetch_config_weights': 'pretrained',
-    'fetch_pretrained': 'pretrained', 'parse_address': 'pretrained',
-    'TIMM_ARCHS': 'timm', 'convert_timm': 'timm',
-    'TORCHVISION_ARCHS': 'torchvision', 'convert_torchvision': 'torchvision',
-    'TORCHVISION_LRASPP_CONFIG': 'torchvision_lraspp',
-    'LRASPPConversionInfo': 'torchvision_lraspp',
-    'convert_torchvision_lraspp': 'torchvision_lraspp',
-    'COCO_CATEGORY_IDS': 'torchvision_ssdlite',
-    'TORCHVISION_SSDLITE_CONFIG': 'torchvision_ssdlite',
-    'SSDLiteConversionInfo': 'torchvision_ssdlite',
-    'convert_torchvision_ssdlite': 'torchvision_ssdlite',
+    'ConversionInfo': '.info',
+    'TARGET_EPS': '.layout', 'fold_bn_eps': '.layout',
+    'MMPRETRAIN_ARCHS': '.mmpretrain', 'convert_mmpretrain_mobilenet_v3': '.mmpretrain',
+    'PretrainedError': '.pretrained', 'fetch_config_weights': '.pretrained',
+    'fetch_pretrained': '.pretrained', 'parse_address': '.pretrained',
+    'TIMM_ARCHS': '.timm', 'convert_timm': '.timm',
+    'TORCHVISION_ARCHS': '.torchvision', 'convert_torchvision': '.torchvision',
+    'TORCHVISION_LRASPP_CONFIG': '.torchvision_lraspp',
+    'LRASPPConversionInfo': '.torchvision_lraspp',
+    'convert_torchvision_lraspp': '.torchvision_lraspp',
+    'COCO_CATEGORY_IDS': '.torchvision_ssdlite',
+    'TORCHVISION_SSDLITE_CONFIG': '.torchvision_ssdlite',
+    'SSDLiteConversionInfo': '.torchvision_ssdlite',
+    'convert_torchvision_ssdlite': '.torchvision_ssdlite',
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f'{__name__}.{_LAZY[name]}'), name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 __all__ = list(_LAZY)

@@ -6,30 +6,21 @@ The names below load on first access (PEP 562), so that a module of this package
 (:mod:`.options`, the quantization choices a tool's parser needs) imports without
 torch and onnxruntime."""
 
-import importlib
+from mobilenet_tasks.utils.lazy import lazy_attributes
 
 # name -> the module of this package that defines it
 _LAZY = {
-    'DetectorPostprocessed': 'detection_graph', 'DetectorRawOutputs': 'detection_graph',
-    'FuseReport': 'fuse', 'fuse_conv_bn': 'fuse',
-    'NonStandardOpError': 'onnx_export', 'SegmentorLogits': 'onnx_export',
-    'check_standard_ops': 'onnx_export', 'default_input_shape': 'onnx_export',
-    'export_loaded': 'onnx_export', 'export_model': 'onnx_export',
-    'export_segmentor': 'onnx_export', 'load_model': 'onnx_export',
-    'read_metadata': 'onnx_export',
-    'compare_with_onnxruntime': 'parity',
-    'QuantizationError': 'quantize', 'quantize_model': 'quantize',
+    'DetectorPostprocessed': '.detection_graph', 'DetectorRawOutputs': '.detection_graph',
+    'FuseReport': '.fuse', 'fuse_conv_bn': '.fuse',
+    'NonStandardOpError': '.onnx_export', 'SegmentorLogits': '.onnx_export',
+    'check_standard_ops': '.onnx_export', 'default_input_shape': '.onnx_export',
+    'export_loaded': '.onnx_export', 'export_model': '.onnx_export',
+    'export_segmentor': '.onnx_export', 'load_model': '.onnx_export',
+    'read_metadata': '.onnx_export',
+    'compare_with_onnxruntime': '.parity',
+    'QuantizationError': '.quantize', 'quantize_model': '.quantize',
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f'{__name__}.{_LAZY[name]}'), name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 __all__ = list(_LAZY)
