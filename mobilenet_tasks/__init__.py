@@ -22,25 +22,13 @@ check_dependencies()
 
 _SUBPACKAGES = ('analysis', 'apis', 'backends', 'converters', 'datasets', 'deployment',
                 'engine', 'evaluation', 'models', 'registry', 'testing', 'utils')
-# attribute -> the module that defines it, imported on first access (PEP 562); a
-# subpackage is its own attribute
+# attribute -> the module that defines it, imported on first access (PEP 562); the
+# subpackages are attributes too
 _LAZY = {
     'MODELS': '.registry',
     'register_all_modules': '.utils.setup_env',
     'allow_mmengine_checkpoints': '.utils.checkpoint',
 }
-_lazy_getattr, _lazy_dir = lazy_attributes(__name__, _LAZY, globals())
-
-
-def __getattr__(name: str):
-    if name in _SUBPACKAGES:
-        import importlib
-        return importlib.import_module(f'{__name__}.{name}')
-    return _lazy_getattr(name)
-
-
-def __dir__():
-    return sorted(set(_lazy_dir()) | set(_SUBPACKAGES))
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals(), _SUBPACKAGES)
 
 __all__ = ['__version__', 'MODELS', 'register_all_modules']

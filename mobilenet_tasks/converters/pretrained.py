@@ -72,7 +72,7 @@ class PretrainedError(ValueError):
     converted; the message says what to write instead."""
 
 
-def _convert_classifier(convert: Callable) -> Callable:
+def _backbone_only(convert: Callable) -> Callable:
     # A backbone start: the ImageNet classifier is not needed, and not converting it
     # keeps the checkpoint's keys to backbone.* (a Pretrained init_cfg with
     # prefix='backbone.' takes exactly those).
@@ -84,9 +84,9 @@ def _convert_classifier(convert: Callable) -> Callable:
 
 #: torchvision builder -> the converter of its state dict.
 TORCHVISION_MODELS: Dict[str, Callable] = {
-    'mobilenet_v3_large': _convert_classifier(convert_torchvision),
-    'mobilenet_v3_small': _convert_classifier(convert_torchvision),
-    'mobilenet_v2': _convert_classifier(convert_torchvision),
+    'mobilenet_v3_large': _backbone_only(convert_torchvision),
+    'mobilenet_v3_small': _backbone_only(convert_torchvision),
+    'mobilenet_v2': _backbone_only(convert_torchvision),
     'ssdlite320_mobilenet_v3_large': lambda sd, target_eps: convert_torchvision_ssdlite(
         sd, target_eps=target_eps, return_info=True),
     'lraspp_mobilenet_v3_large': lambda sd, target_eps: convert_torchvision_lraspp(
@@ -230,7 +230,7 @@ def _convert(address: PretrainedAddress) -> dict:
         convert = TORCHVISION_MODELS[address.name]
     else:
         state_dict, where = _timm_state_dict(address)
-        convert = _convert_classifier(convert_timm)
+        convert = _backbone_only(convert_timm)
     try:
         converted, info = convert(state_dict, target_eps=address.eps)
     except ValueError as e:
