@@ -1,13 +1,14 @@
 """Test (evaluate) a checkpoint with mmengine's Runner.
 
     python tools/test.py CONFIG CHECKPOINT [--out results.pkl] [--show-dir DIR]
-        [--cityscapes-eval] [--fuse-conv-bn] [--onnx-threads N]
+        [--cityscapes-eval] [--fuse-conv-bn] [--backend RUNTIME] [--runtime-threads N]
 
-CHECKPOINT may be a PyTorch checkpoint or a model file exported from it
-(``tools/deployment/export_onnx.py``, or its int8 quantization): a file a runtime
-opens (``mobilenet_tasks.backends.RUNTIMES``: ``.onnx`` -> onnxruntime) is run by it
-in place of the PyTorch model (``mobilenet_tasks.backends.BackendModel``), with the
-same data pipeline, metrics, drawing and outputs. ``--fuse-conv-bn`` folds the
+CHECKPOINT may be a PyTorch checkpoint or a model file exported from it, float32 or
+int8: a file a runtime opens (``mobilenet_tasks.backends.RUNTIMES``: ``.onnx`` ->
+onnxruntime, ``.pte`` -> ExecuTorch, ``.xml`` -> OpenVINO; ``--backend openvino`` runs
+an ``.onnx`` file with OpenVINO) is run by it in place of the PyTorch model
+(``mobilenet_tasks.backends.BackendModel``), with the same data pipeline, metrics,
+drawing and outputs. ``--fuse-conv-bn`` folds the
 BatchNorm layers into the convolutions before testing (the same predictions, faster).
 
 Metrics are the config's test evaluator (COCO bbox mAP with pycocotools for detection,
@@ -47,8 +48,13 @@ def parse_args():
     parser.add_argument('--fuse-conv-bn', action='store_true',
                         help='fold BatchNorm into the preceding convolutions first '
                         '(PyTorch checkpoints)')
-    parser.add_argument('--onnx-threads', type=int, default=None,
-                        help="the runtime's intra-op threads for an exported CHECKPOINT "
+    parser.add_argument('--backend', default=None,
+                        help='the runtime of an exported CHECKPOINT: onnxruntime, '
+                        'executorch or openvino (default: the one its suffix names; '
+                        'openvino also runs .onnx files)')
+    parser.add_argument('--runtime-threads', '--onnx-threads', type=int, default=None,
+                        dest='runtime_threads',
+                        help="the runtime's threads for an exported CHECKPOINT "
                         '(default: --threads)')
     add_common_arguments(parser)
     return parse_args_with_local_rank(parser)
@@ -156,7 +162,8 @@ def main():
     from mmengine.evaluator import DumpResults
     from mmengine.runner import Runner
 
-    from mobilenet_tasks.backends import backend_model_config, runtime_for
+    from mobilenet_tasks.backends import (PYTORCH, BackendError, backend_model_config,
+                                          choose_backend)
     from mobilenet_tasks.datasets.checks import (DatasetNotFoundError,
                                                  check_cityscapes_eval_files,
                                                  check_data_files)
@@ -174,13 +181,17 @@ def main():
         cfg = apply_common_options(Config.fromfile(config), args, config)
     except ValueError as error:
         raise SystemExit(f'error: {error}')
-    runtime = runtime_for(args.checkpoint)
+    try:
+        runtime = choose_backend(args.backend, args.checkpoint)
+    except BackendError as error:
+        raise SystemExit(f'error: {error}')
+    runtime = None if runtime == PYTORCH else runtime
     if runtime and args.fuse_conv_bn:
         raise SystemExit('error: --fuse-conv-bn is for PyTorch checkpoints; an exported '
                          f'model ({runtime}) has its BatchNorm folded already')
     if runtime:
         cfg.model = backend_model_config(args.checkpoint, cfg,
-                                         args.onnx_threads or threads, runtime)
+                                         args.runtime_threads or threads, runtime)
         cfg.load_from = None
     else:
         cfg.load_from = args.checkpoint

@@ -16,14 +16,34 @@ import numpy as np
 
 PYTORCH = 'pytorch'  # not a file runtime: a checkpoint loaded into the config's model
 
-# name -> (file suffixes it opens, 'module:Class' of its Backend)
+# name -> (file suffixes it is chosen for, 'module:Class' of its Backend). A runtime
+# can open other suffixes too when it is asked for by name (OpenVINO runs ``.onnx``
+# files): its class's ``also_opens``.
 RUNTIMES: Dict[str, Tuple[Tuple[str, ...], str]] = {
     'onnxruntime': (('.onnx', ), 'mobilenet_tasks.backends.onnxruntime:ONNXRuntime'),
+    'executorch': (('.pte', ), 'mobilenet_tasks.backends.executorch:ExecuTorch'),
+    'openvino': (('.xml', ), 'mobilenet_tasks.backends.openvino:OpenVINO'),
 }
 
 
 class BackendError(ValueError):
     """A model file no runtime opens, or a runtime asked to open the wrong file."""
+
+
+class RuntimeMissingError(BackendError, ImportError):
+    """The runtime's Python package is not installed."""
+
+
+def require(module: str, runtime: str, package: str):
+    """``import module``, or :class:`RuntimeMissingError` saying which package of
+    ``requirements/optional.txt`` to install for ``runtime``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise RuntimeMissingError(
+            f'{runtime} is not installed here ({e}): pip install -c '
+            f'requirements/constraints.txt {package} (requirements/optional.txt; '
+            '`make setup` installs it)') from e
 
 
 class Backend:
@@ -47,6 +67,7 @@ class Backend:
 
     name = ''
     export_hint = ''  # how to make such a file, for error messages
+    also_opens: Tuple[str, ...] = ()  # suffixes opened when asked for by name
 
     def __init__(self, path, threads: Optional[int] = None, **options):
         self.path = os.fspath(path)
@@ -122,8 +143,8 @@ def choose_backend(backend: Optional[str], weights, device: str = 'cpu') -> str:
     if backend == PYTORCH and found:
         raise BackendError(f"{weights} is a model file of {found}: use backend="
                            f"'{found}' (or leave backend unset)")
-    if backend != PYTORCH and found != backend:
-        suffixes = ' / '.join(RUNTIMES[backend][0])
+    if backend != PYTORCH and found != backend and not _also_opens(backend, weights):
+        suffixes = ' / '.join(RUNTIMES[backend][0] + _backend_class(backend).also_opens)
         raise BackendError(f"backend={backend!r} runs an exported {suffixes} file, got "
                            f'weights={weights!r}: {_backend_class(backend).export_hint} '
                            'and pass it as weights')
@@ -131,6 +152,15 @@ def choose_backend(backend: Optional[str], weights, device: str = 'cpu') -> str:
         raise BackendError(f'backend={backend!r} runs on the CPU here, got device '
                            f'{device!r}')
     return backend
+
+
+def _also_opens(backend: str, weights) -> bool:
+    """Whether ``backend`` opens ``weights`` though its suffix names another runtime
+    (OpenVINO and ``.onnx``)."""
+    if not isinstance(weights, (str, os.PathLike)):
+        return False
+    return os.fspath(weights).lower().endswith(_backend_class(backend).also_opens or
+                                               ('\0', ))
 
 
 def _backend_class(name: str) -> type:

@@ -1,4 +1,5 @@
-"""Deployment: ONNX export (standard operators only), parity with PyTorch, int8
+"""Deployment: ONNX export (standard operators only), ExecuTorch export (XNNPACK,
+float32 and PT2E int8), OpenVINO conversion and NNCF int8, parity with PyTorch, int8
 quantization and Conv-BN folding. Running exported files is :mod:`mobilenet_tasks.
 backends`' job; measuring them is :mod:`mobilenet_tasks.analysis`'.
 
@@ -17,7 +18,9 @@ _LAZY = {
     'export_loaded': '.onnx_export', 'export_model': '.onnx_export',
     'export_segmentor': '.onnx_export', 'load_model': '.onnx_export',
     'read_metadata': '.onnx_export',
-    'compare_with_onnxruntime': '.parity',
+    'compare_with_onnxruntime': '.parity', 'compare_with_backend': '.parity',
+    'ExecuTorchReport': '.executorch_export', 'export_executorch': '.executorch_export',
+    'export_executorch_loaded': '.executorch_export',
     'QuantizationError': '.quantize', 'quantize_model': '.quantize',
 }
 

@@ -289,8 +289,11 @@ def _swaps_channels(preprocessor) -> bool:
     return False
 
 
-def _common_metadata(model, cfg, meta, config, input_shape, dynamic, opset
-                     ) -> Dict[str, str]:
+def common_metadata(model, cfg, meta, config, input_shape, dynamic, opset,
+                    exporter: str = EXPORTER) -> Dict[str, str]:
+    """The metadata every exported file holds, whatever its runtime (strings, JSON
+    where the module docstring says): what :class:`~mobilenet_tasks.backends.
+    BackendModel` and the inferencer need to preprocess and label like PyTorch."""
     pre = model.data_preprocessor
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # a mismatching class list: class_<i> names
@@ -306,8 +309,8 @@ def _common_metadata(model, cfg, meta, config, input_shape, dynamic, opset
         'std': json.dumps(std),
         'bgr_to_rgb': json.dumps(_swaps_channels(pre)),
         'class_names': json.dumps(list(class_names)),
-        'exporter': EXPORTER,
-        'opset': str(opset),
+        'exporter': exporter,
+        **({} if opset is None else {'opset': str(opset)}),
     }
 
 
@@ -346,7 +349,7 @@ def export_loaded(model: nn.Module, cfg: Config, meta: dict, config,
         if dynamic:
             dynamic_axes = {'input': {0: 'batch', 2: 'height', 3: 'width'},
                             'logits': {0: 'batch', 2: 'height', 3: 'width'}}
-    metadata.update(_common_metadata(model, cfg, meta, config, (h, w), dynamic, opset))
+    metadata.update(common_metadata(model, cfg, meta, config, (h, w), dynamic, opset))
     return _export(wrapper, dummy, os.fspath(out_path), output_names, dynamic_axes,
                    opset, metadata)
 

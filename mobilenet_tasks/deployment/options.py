@@ -11,5 +11,14 @@ PERCENTILE = 99.99
 SPLITS = ('train', 'val', 'test')
 #: Activation types (name -> onnxruntime ``QuantType`` member name).
 ACTIVATION_TYPES = {'uint8': 'QUInt8', 'int8': 'QInt8'}
+#: NNCF quantization presets of the OpenVINO int8 path (``nncf.QuantizationPreset``
+#: member names, lower case): ``mixed`` symmetric weights and asymmetric activations,
+#: ``performance`` both symmetric.
+OPENVINO_PRESETS = ('mixed', 'performance')
+#: ExecuTorch int8: parts of a model that can stay float
+#: (:mod:`.executorch_export`), and the ways h-swish can run.
+FLOAT_PARTS = ('se', 'head', 'stem')
+HSWISH_MODES = ('float', 'int8')
 
-__all__ = ['METHODS', 'PERCENTILE', 'SPLITS', 'ACTIVATION_TYPES']
+__all__ = ['METHODS', 'PERCENTILE', 'SPLITS', 'ACTIVATION_TYPES', 'OPENVINO_PRESETS',
+           'FLOAT_PARTS', 'HSWISH_MODES']

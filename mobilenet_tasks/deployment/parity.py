@@ -14,12 +14,14 @@ from mobilenet_tasks.utils.task import task_of_model
 from .onnx_export import SegmentorLogits, _check_shape, load_model
 
 
-def compare_with_onnxruntime(config, checkpoint: Optional[str], onnx_path,
+def compare_with_backend(config, checkpoint: Optional[str], onnx_path,
                              input_shape: Optional[Sequence[int]] = None,
                              batch_size: int = 1, seed: int = 0,
-                             model: Optional[nn.Module] = None) -> dict:
-    """Run PyTorch and the file's runtime (onnxruntime for ``.onnx``) on the same
-    random preprocessed input and compare their outputs.
+                             model: Optional[nn.Module] = None,
+                             backend: Optional[str] = None) -> dict:
+    """Run PyTorch and the file's runtime (the one its suffix names: onnxruntime for
+    ``.onnx``, ExecuTorch for ``.pte``, OpenVINO for ``.xml``; ``backend`` to choose)
+    on the same random preprocessed input and compare their outputs.
 
     Segmentation: the logits. Detection with NMS in the graph: the detections against
     mmdet's own ``predict_by_feat`` (no rescale) on the same head outputs; without
@@ -46,13 +48,13 @@ def compare_with_onnxruntime(config, checkpoint: Optional[str], onnx_path,
     """
     if model is None:
         model, _, _ = load_model(config, checkpoint)
-    meta = read_metadata(onnx_path)
+    meta = read_metadata(onnx_path, backend)
     if input_shape is None:
         input_shape = meta['input_size']
     h, w = _check_shape(tuple(input_shape))
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, 3, h, w, generator=gen)
-    runtime = open_backend(onnx_path)
+    runtime = open_backend(onnx_path, backend)
     names = runtime.output_names
     got = runtime.run(x.numpy())
     if task_of_model(model) == 'detection':
@@ -91,7 +93,7 @@ def compare_with_onnxruntime(config, checkpoint: Optional[str], onnx_path,
         ref = SegmentorLogits(model).eval()(x).numpy()
     got = got[0]
     if got.shape != ref.shape:
-        raise ValueError(f'onnxruntime gave logits of shape {got.shape}, PyTorch '
+        raise ValueError(f'{runtime.name} gave logits of shape {got.shape}, PyTorch '
                          f'{ref.shape}')
     report = _compare_arrays([ref], [got], names)
     report['argmax_agreement'] = float((got.argmax(1) == ref.argmax(1)).mean())
@@ -124,9 +126,13 @@ def _match_detections(ref: list, got: list, score_tol: float = 1e-4):
 def _compare_arrays(ref: list, got: list, names: list) -> dict:
     for r, g, name in zip(ref, got, names):
         if r.shape != g.shape:
-            raise ValueError(f'onnxruntime gave {name} of shape {g.shape}, PyTorch '
+            raise ValueError(f'the runtime gave {name} of shape {g.shape}, PyTorch '
                              f'{r.shape}')
     diff = max(float(np.abs(g - r).max(initial=0.0)) for r, g in zip(ref, got))
     scale = max(float(np.abs(r).max(initial=0.0)) for r in ref)
     return dict(max_abs_diff=diff, logit_scale=scale, rel_diff=diff / max(scale, 1.0),
                 shape=tuple(ref[0].shape))
+
+
+#: The first name of :func:`compare_with_backend` (it compared ONNX files only).
+compare_with_onnxruntime = compare_with_backend
