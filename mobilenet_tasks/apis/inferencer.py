@@ -42,18 +42,21 @@ class Inferencer:
         model (str): A config file, or a ``Name`` of ``model-index.yml`` (e.g.
             ``'ssdlite_v3_large_demo'``).
         weights (str, optional): A checkpoint: mmengine's (``tools/train.py``) or a
-            converter's ``{'state_dict', 'meta'}``, loaded strictly; or an ``.onnx``
-            file exported from the config (``tools/deployment/export_onnx.py``, float
-            or int8), run by onnxruntime. None: random weights (with a warning), for
-            trying the pipeline only.
+            converter's ``{'state_dict', 'meta'}``, loaded strictly; or a model file
+            exported from the config, float or int8: ``.onnx``
+            (``tools/deployment/export_onnx.py``, run by onnxruntime, or by OpenVINO
+            with ``backend='openvino'``), ``.pte`` (``export_executorch.py``,
+            ExecuTorch + XNNPACK), ``.xml`` (``export_openvino.py``, OpenVINO). None:
+            random weights (with a warning), for trying the pipeline only.
         device (str): ``'cpu'`` or ``'cuda'`` / ``'cuda:N'``.
         score_thr (float): Detections scoring below it are dropped (in the head, before
             NMS, where it is above the config's own ``score_thr``: the same boxes,
             faster). Unused for segmentation.
         batch_size (int): Images per forward pass.
         backend (str, optional): ``'pytorch'`` or a runtime of
-            :data:`mobilenet_tasks.backends.RUNTIMES` (``'onnxruntime'``); None: from
-            ``weights``' suffix (``.onnx`` -> onnxruntime).
+            :data:`mobilenet_tasks.backends.RUNTIMES` (``'onnxruntime'``,
+            ``'executorch'``, ``'openvino'``); None: from ``weights``' suffix
+            (``.onnx`` -> onnxruntime, ``.pte`` -> executorch, ``.xml`` -> openvino).
         threads (int, optional): The runtime's intra-op threads (None: all cores).
             PyTorch's are ``torch.set_num_threads``'.
 

@@ -26,7 +26,9 @@ plus ``input_names``, ``output_names`` and, for int8, ``quantization``.
 
 Steps: ``torch.export.export`` of the wrapper; for int8, ``prepare_pt2e`` with
 ``XNNPACKQuantizer`` (symmetric int8 weights per output channel, int8 activations with
-a zero point: ``get_symmetric_quantization_config(is_per_channel=True)``), calibration
+a zero point: ``get_symmetric_quantization_config(is_per_channel=True)``, whose
+activation ranges come from a histogram observer; ``observer='minmax'`` takes the
+observed range instead), calibration
 on dataset images through the config's test preprocessing (the same images and code as
 the onnxruntime quantizer, :mod:`.calibration`), ``convert_pt2e`` and a second export;
 then ``to_edge_transform_and_lower(..., partitioner=[XnnpackPartitioner()])`` and
@@ -68,7 +70,7 @@ from .detection_graph import DetectorRawOutputs
 from .onnx_export import (SegmentorLogits, _check_shape, common_metadata,
                           default_input_shape, load_model)
 from .onnx_graph import QuantizationError
-from .options import FLOAT_PARTS, HSWISH_MODES
+from .options import ACTIVATION_OBSERVERS, FLOAT_PARTS, HSWISH_MODES
 
 PathLike = Union[str, os.PathLike]
 
@@ -225,13 +227,35 @@ def _calibration_batches(config, cfg, images, split, num_images, size, task):
     return [torch.from_numpy(b) for b in reader.batches], source
 
 
-def _quantize(wrapper, dummy, batches, keep_float, per_channel):
+def quantization_config(per_channel: bool = True, observer: str = 'histogram'):
+    """XNNPACK's static int8 config (``get_symmetric_quantization_config``), its
+    activation observer ``'histogram'`` (XNNPACK's default, torchao's
+    ``HistogramObserver``: the range that minimises the L2 rounding + clipping error
+    over a histogram) or ``'minmax'`` (the observed range, Jacob et al.'s)."""
+    import dataclasses
+
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import \
+        get_symmetric_quantization_config
+    if observer not in ACTIVATION_OBSERVERS:
+        raise ValueError(f'observer must be one of {ACTIVATION_OBSERVERS}, got '
+                         f'{observer!r}')
+    config = get_symmetric_quantization_config(is_per_channel=per_channel)
+    if observer == 'histogram':
+        return config
+    from torchao.quantization.pt2e import MinMaxObserver
+    act = dataclasses.replace(
+        config.input_activation,
+        observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+    return dataclasses.replace(config, input_activation=act, output_activation=act)
+
+
+def _quantize(wrapper, dummy, batches, keep_float, per_channel, observer):
     require('executorch', 'ExecuTorch', 'executorch')
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer, get_symmetric_quantization_config)
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import \
+        XNNPACKQuantizer
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     quantizer = XNNPACKQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=per_channel))
+        quantization_config(per_channel, observer))
     for name in float_module_names(wrapper, keep_float):
         quantizer.set_module_name(name, None)
     graph = torch.export.export(wrapper, (dummy, )).module()
@@ -295,6 +319,7 @@ def export_executorch_loaded(model: nn.Module, cfg, meta: dict, config,
                              keep_float: Optional[Sequence[str]] = None,
                              hswish: Optional[str] = None,
                              per_channel: bool = True,
+                             observer: str = 'histogram',
                              require_delegation: bool = False) -> ExecuTorchReport:
     """Export a model already loaded by :func:`~.onnx_export.load_model` to a ``.pte``
     program delegated to XNNPACK (see the module docstring).
@@ -314,6 +339,8 @@ def export_executorch_loaded(model: nn.Module, cfg, meta: dict, config,
         hswish (str, optional): ``'float'`` or ``'int8'`` (:data:`HSWISH_MODES`);
             default :data:`DEFAULT_HSWISH`.
         per_channel (bool): Per-output-channel weight scales (default).
+        observer (str): The activation ranges: ``'histogram'`` (default) or
+            ``'minmax'`` (:func:`quantization_config`).
         require_delegation (bool): Raise :class:`DelegationError` (and write nothing)
             if any compute operator is left outside XNNPACK.
 
@@ -354,10 +381,11 @@ def export_executorch_loaded(model: nn.Module, cfg, meta: dict, config,
         batches, source = _calibration_batches(
             config if isinstance(config, str) and os.path.isfile(config) else cfg,
             cfg, images, split, num_images, (h, w), metadata['task'])
-        exported_module = _quantize(wrapper, dummy, batches, keep_float, per_channel)
+        exported_module = _quantize(wrapper, dummy, batches, keep_float, per_channel,
+                                    observer)
         quantization = dict(
             format='PT2E', quantizer='XNNPACKQuantizer', weight_type='int8',
-            activation_type='int8', per_channel=per_channel, method='minmax',
+            activation_type='int8', per_channel=per_channel, method=observer,
             calibration_images=len(batches), calibration_source=source,
             keep_float=list(keep_float), hswish=hswish)
         metadata['quantization'] = json.dumps(quantization)

@@ -19,6 +19,9 @@ OPENVINO_PRESETS = ('mixed', 'performance')
 #: (:mod:`.executorch_export`), and the ways h-swish can run.
 FLOAT_PARTS = ('se', 'head', 'stem')
 HSWISH_MODES = ('float', 'int8')
+#: ExecuTorch int8: the activation observers (torchao ``HistogramObserver``,
+#: ``MinMaxObserver``).
+ACTIVATION_OBSERVERS = ('histogram', 'minmax')
 
 __all__ = ['METHODS', 'PERCENTILE', 'SPLITS', 'ACTIVATION_TYPES', 'OPENVINO_PRESETS',
-           'FLOAT_PARTS', 'HSWISH_MODES']
+           'FLOAT_PARTS', 'HSWISH_MODES', 'ACTIVATION_OBSERVERS']

@@ -3,7 +3,8 @@ delegated to XNNPACK, float32 or int8, and check it.
 
     python tools/deployment/export_executorch.py CONFIG CHECKPOINT OUT.pte
         [--shape H W] [--int8 [--images DIR | --split train] [--num-images 32]
-        [--keep-float se,head,stem] [--hswish float|int8]] [--require-delegation]
+        [--keep-float se,head,stem] [--hswish float|int8] [--observer histogram|minmax]]
+        [--require-delegation]
         [--tolerance 1e-3]
 
 CHECKPOINT may be ``none`` (random weights: for trying the export only). The program
@@ -30,7 +31,8 @@ import sys
 import warnings
 
 # Only argparse and the choices (no torch) before parsing: --help answers at once.
-from mobilenet_tasks.deployment.options import FLOAT_PARTS, HSWISH_MODES, SPLITS
+from mobilenet_tasks.deployment.options import (ACTIVATION_OBSERVERS, FLOAT_PARTS,
+                                                HSWISH_MODES, SPLITS)
 
 
 def _parts(text: str):
@@ -71,6 +73,9 @@ def parse_args(argv=None):
                         help='int8: h-swish in float between quantize nodes, or on '
                         'quantized adds, clamps and multiplies (default: the measured '
                         'recipe)')
+    parser.add_argument('--observer', choices=ACTIVATION_OBSERVERS, default='histogram',
+                        help="int8: activation ranges from XNNPACK's histogram observer "
+                        '(default) or the observed min/max')
     parser.add_argument('--require-delegation', action='store_true',
                         help='fail if any operator is left outside XNNPACK')
     parser.add_argument('--tolerance', type=float, default=1e-3,
@@ -85,9 +90,10 @@ def parse_args(argv=None):
         parser.error(f'--num-images must be at least 1, got {args.num_images}')
     if not args.out.endswith('.pte'):
         parser.error(f'{args.out}: the output is an ExecuTorch program, a .pte file')
-    if not args.int8 and (args.keep_float or args.hswish or args.images):
-        parser.error('--keep-float, --hswish and --images are int8 options: add '
-                     '--int8')
+    if not args.int8 and (args.keep_float or args.hswish or args.images
+                          or args.observer != 'histogram'):
+        parser.error('--keep-float, --hswish, --observer and --images are int8 '
+                     'options: add --int8')
     return args
 
 
@@ -107,7 +113,7 @@ def main(argv=None) -> int:
                 model, cfg, meta, args.config, args.out,
                 tuple(args.shape) if args.shape else None, int8=args.int8,
                 images=args.images, split=args.split, num_images=args.num_images,
-                keep_float=args.keep_float, hswish=args.hswish,
+                keep_float=args.keep_float, hswish=args.hswish, observer=args.observer,
                 require_delegation=args.require_delegation)
     except (DelegationError, QuantizationError, InputError, BackendError, ValueError,
             FileNotFoundError) as e:
