@@ -1,9 +1,10 @@
-"""Params, MAdds and CPU latency of our detection and segmentation configs and of the
-stock peers, on four backends, with the paper's speed ratios computed within one run.
+"""Params, MAdds, CPU latency and peak memory of our detection and segmentation
+configs and of the stock peers, on eight backends (PyTorch and three file runtimes, fp32
+and int8), with the paper's speed ratios computed within one run.
 
-What is timed (the same definition for ours and for the peers): the network on one
-preprocessed float32 ``1 x 3 x H x W`` input, batch 1, nothing else (no image decoding,
-resizing, normalisation, box decoding or NMS):
+What is timed (the same definition for ours and for the peers, on every backend): the
+network on one preprocessed float32 ``1 x 3 x H x W`` input, batch 1, nothing else (no
+image decoding, resizing, normalisation, box decoding or NMS):
 
 - detection: backbone + neck + head, the raw per-level class and box outputs
   (:class:`~mobilenet_tasks.deployment.DetectorRawOutputs`, an mmdet detector's
@@ -14,21 +15,41 @@ resizing, normalisation, box decoding or NMS):
   size (:class:`~mobilenet_tasks.deployment.SegmentorLogits`, the segmentor's
   ``encode_decode``).
 
-Backends: ``eager`` (PyTorch, ``torch.inference_mode``), ``fused`` (PyTorch with every
-BN folded into its conv, :func:`~mobilenet_tasks.deployment.fuse_conv_bn`), ``ort``
-(onnxruntime fp32, CPUExecutionProvider, on the graph
-:func:`~mobilenet_tasks.deployment.export_loaded` writes from the same weights),
-``ort-int8`` (that graph quantized by :func:`~mobilenet_tasks.deployment.quantize_model`,
-the project's recipe, calibrated on a few random-noise images: good enough for latency,
-not for accuracy). Weights are random (initialised as the config says): latency does
-not depend on their values. Denormals are flushed to zero on both runtimes, so random
-weights cannot make a model slower than trained ones would.
+Backends (:data:`~.catalogue.BACKENDS`): in this process, ``eager`` (PyTorch,
+``torch.inference_mode``) and ``fused`` (PyTorch with every BN folded into its conv,
+:func:`~mobilenet_tasks.deployment.fuse_conv_bn`); then model files, all from the same
+weights, each made by the project's exporter and opened by a runtime of
+:mod:`mobilenet_tasks.backends` (the table: :data:`.runtimes.FILE_BACKENDS`):
+``ort`` / ``ort-int8`` (onnxruntime CPUExecutionProvider on the ONNX graph of
+:func:`~mobilenet_tasks.deployment.export_loaded`, and on that graph quantized by
+:func:`~mobilenet_tasks.deployment.quantize_model`, the project's QDQ recipe), ``et`` /
+``et-int8`` (ExecuTorch programs lowered to XNNPACK, fp32 and PT2E int8 with
+XNNPACKQuantizer, :mod:`mobilenet_tasks.deployment.executorch_export`), ``ov`` /
+``ov-int8`` (OpenVINO's CPU plugin on the very ONNX file of ``ort``, and on its NNCF
+int8 IR, :mod:`mobilenet_tasks.deployment.openvino_export`). int8 is calibrated on a
+few random-noise images through the config's preprocessing: good enough for latency,
+not for accuracy. torchvision's SSDLite has no exporter here (the project's exporters
+read mmdet / mmseg configs): its file backends are ``skipped``, as is any (model,
+backend) whose file cannot be made, opened or run (the reason is recorded, the rest is
+measured). Weights are random (initialised as the config says): latency does not depend
+on their values. Denormals are flushed to zero in PyTorch, onnxruntime and OpenVINO
+(ExecuTorch has no such switch), so random weights cannot make a model slower than
+trained ones would.
 
 Latency: for each thread count (1 and all cores by default; ``torch.set_num_threads``,
-onnxruntime ``intra_op_num_threads`` with ``inter_op_num_threads=1``), every runner of
-one task (model x backend) is warmed up, then timed once per round, in an order rotated
-each round, for ``repeats`` rounds; the median is reported. Interleaving spreads drifts
-in machine load over all runners alike, so the ratios are computed within one run.
+onnxruntime ``intra_op_num_threads`` with ``inter_op_num_threads=1``, ExecuTorch's
+XNNPACK threadpool, OpenVINO's inference threads), every runner of one task (model x
+backend) is run once (a check that it runs), warmed up, then timed once per round, in
+an order rotated each round, for ``repeats`` rounds; the median is reported.
+Interleaving spreads drifts in machine load over all runners alike, so the ratios are
+computed within one run. Each model's ``fastest`` backend at each thread count is
+named, and the ratios between two models are also given on the numerator's fastest.
+
+Memory (:mod:`.memory`, off with ``memory=False``): for every (model, backend) timed
+but ``fused``, a fresh process opens the file (eager: builds the model) and runs it
+twice on zeros; its peak resident set, its resident set after importing the runtime,
+and their difference (the model's share) are reported, at each thread count (at the
+least one in quick mode), with the file's size on disk.
 
 Params and MAdds come from :func:`mobilenet_tasks.analysis.complexity.count_complexity`
 on the very module that is timed, at the benchmark's input size.
@@ -40,14 +61,13 @@ mmdet / mmseg (metafiles) and torchvision (weights metadata) publish for their t
 weights.
 
 The parts: :mod:`.catalogue` (what is measured), :mod:`.build` (the backends made
-ready), :mod:`.timing`, :mod:`.report` (ratios, markdown, JSON), :mod:`.figure`; this
-module runs them and re-exports their names, so that one namespace serves the tool.
+ready), :mod:`.runtimes` (the file backends' table), :mod:`.measure` (one task timed),
+:mod:`.timing`, :mod:`.memory`, :mod:`.machine`, :mod:`.report` (ratios, fastest,
+markdown, JSON), :mod:`.figure`; this module runs them and re-exports their names, so
+that one namespace serves the tool.
 """
 import datetime
-import gc
 import os
-import platform
-import statistics
 import sys
 import time
 import warnings
@@ -70,7 +90,12 @@ from .catalogue import (BACKEND_LABELS, BACKENDS, DEFAULT_MODELS,  # noqa: F401
                         BenchmarkError, Entry, resolve)
 from .complexity import count_complexity
 from .figure import plot_figure1  # noqa: F401
-from .report import compute_ratios, format_ms, format_report, save_json  # noqa
+from .machine import cpu_flags, cpu_name, load_average, machine_info  # noqa: F401
+from .measure import backends_for, measure_task, memory_threads  # noqa: F401
+from .memory import file_mb, measure_file, measure_pytorch  # noqa: F401
+from .report import (compute_ratios, fastest, format_ms, format_report,  # noqa
+                     save_json)
+from .runtimes import FILE_BACKENDS, ModelFiles, Unavailable, describe  # noqa: F401
 from .timing import Runner, backend_runner, time_runners, torch_runner  # noqa
 
 
@@ -79,7 +104,7 @@ class Settings:
     models: Sequence[str] = DEFAULT_MODELS
     peers: Sequence[str] = tuple(PEERS)
     backends: Sequence[str] = BACKENDS
-    peer_backends: Sequence[str] = ('eager', 'fused', 'ort')
+    peer_backends: Sequence[str] = BACKENDS  # those a peer has no exporter for: skipped
     det_size: Tuple[int, int] = DET_SIZE
     seg_size: Tuple[int, int] = SEG_SIZE
     threads: Sequence[int] = ()  # default: 1 and os.cpu_count()
@@ -88,7 +113,9 @@ class Settings:
     calib: int = 4  # random-noise images to calibrate int8 on
     global_pool: bool = False
     ratio_runners_only: bool = False  # time only what the ratio rows use (+ eager)
-    quick: bool = False
+    all_runtimes_for: Sequence[str] = ()  # ... and every backend of these models
+    memory: bool = True  # peak memory of each runner timed, in fresh processes
+    quick: bool = False  # memory at the least thread count only
     work_dir: str = 'work_dirs/benchmark'
     log: Callable[[str], None] = field(default=lambda msg: _log(msg))
 
@@ -102,10 +129,12 @@ def _log(msg: str) -> None:
 
 def quick_settings(**overrides) -> Settings:
     """The settings of ``--quick``: the models of the ratio rows at small inputs, only
-    the backends those rows use (and eager), one warm-up and one timed round."""
+    the backends those rows use (those not marked ``quick=False``) and eager, every
+    backend of the V3† SSDLite, one warm-up and one timed round, memory at the least
+    thread count."""
     values = dict(models=QUICK_MODELS, det_size=QUICK_DET_SIZE, seg_size=QUICK_SEG_SIZE,
                   warmup=1, repeats=1, calib=1, global_pool=True,
-                  ratio_runners_only=True, quick=True)
+                  ratio_runners_only=True, all_runtimes_for=(V3_REDUCED, ), quick=True)
     values.update(overrides)
     return Settings(**values)
 
@@ -166,7 +195,7 @@ def _run_benchmark(s: Settings) -> dict:
     work_dir = Path(s.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     flush = torch.set_flush_denormal(True)
-    load_before = _load_average()
+    load_before = load_average()
 
     # Build everything and check the sizes first: fail before any long measurement.
     built = {}
@@ -200,48 +229,57 @@ def _run_benchmark(s: Settings) -> dict:
             input_size=list(size), params=int(counts['params']),
             madds=float(counts['madds']), accuracy=entry.accuracy,
             paper_latency_ms=PAPER_LATENCY_MS.get(key),
-            latency_ms={}, runs_ms={}, skipped={}, int8_fidelity=None)
+            latency_ms={}, runs_ms={}, skipped={}, fastest={}, exports={},
+            file_mb={}, memory_mb={}, memory_skipped={}, int8_fidelity={})
 
     for task in ('detection', 'segmentation'):
         task_entries = [e for e in entries if e.task == task]
         if task_entries:
-            _measure_task(task_entries, built, models, sizes[task], threads, s, work_dir)
+            measure_task(task_entries, built, models, sizes[task], threads, s, work_dir)
+    for record in models.values():
+        record['fastest'] = fastest(record)
 
     ratios = compute_ratios(models, threads)
-    import onnxruntime
     return dict(
         date=datetime.datetime.now().isoformat(timespec='seconds'),
-        machine=dict(cpu=_cpu_name(), cpu_count=os.cpu_count(),
-                     platform=platform.platform(), python=platform.python_version(),
-                     torch=torch.__version__, onnxruntime=onnxruntime.__version__,
-                     load_average_before=load_before,
-                     load_average_after=_load_average()),
+        machine=dict(machine_info(), load_average_before=load_before,
+                     load_average_after=load_average()),
         warnings=_busy_machine_warnings(models, threads),
         settings=dict(quick=s.quick, threads=threads, warmup=s.warmup,
                       repeats=s.repeats, det_size=list(s.det_size),
                       seg_size=list(s.seg_size), global_pool=s.global_pool,
                       backends=list(s.backends), peer_backends=list(s.peer_backends),
                       ratio_runners_only=s.ratio_runners_only,
+                      all_runtimes_for=list(s.all_runtimes_for), memory=s.memory,
+                      memory_threads=memory_threads(s, threads),
+                      runtimes=describe(),
                       onnxruntime_session='CPUExecutionProvider, intra_op_num_threads = '
                       'the thread count, inter_op_num_threads 1, sequential, denormals '
                       'as zero, default graph optimisations and spinning',
+                      executorch_session='XNNPACK delegate; the process-wide '
+                      'threadpool reset to the thread count when the programs of that '
+                      'count are opened',
+                      openvino_session='CPU plugin, PERFORMANCE_HINT LATENCY, one '
+                      'stream, INFERENCE_NUM_THREADS = the thread count, precision '
+                      'hint f32, denormals as zero',
                       int8_calibration=f'{s.calib} random-noise image(s) through '
                       "the config's normalisation (enough for latency, not for "
-                      'accuracy); quantize_model: QDQ, int8 weights per channel, uint8 '
-                      'activations, MinMax, post-processing float',
+                      'accuracy); ort-int8: quantize_model (QDQ, int8 weights per '
+                      'channel, uint8 activations, MinMax, post-processing float); '
+                      'et-int8: PT2E, XNNPACKQuantizer (int8 per-channel weights, int8 '
+                      'activations); ov-int8: NNCF quantize_openvino',
+                      memory_measure='a fresh process per (model, backend, threads): '
+                      'peak RSS (VmHWM; ru_maxrss carries the parent\'s peak over fork '
+                      'and exec) of opening the file (eager: building the model) and '
+                      'running it twice on zeros; runtime = RSS after importing the '
+                      'runtime (for files: mobilenet_tasks.backends, which imports '
+                      'torch); model = peak - runtime. MiB',
                       weights='random (the configs\' initialisation)',
                       denormals_flushed=bool(flush)),
         what_is_timed=WHAT_IS_TIMED,
         models=list(models.values()),
         ratios=ratios,
         seconds=round(time.perf_counter() - started, 1))
-
-
-def _load_average() -> Optional[List[float]]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:  # pragma: no cover
-        return None
 
 
 def _busy_machine_warnings(models: Dict[str, dict], threads: Sequence[int]
@@ -278,86 +316,3 @@ def _display_path(path: Optional[str]) -> Optional[str]:
         except ValueError:
             pass
     return str(path)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:  # pragma: no cover
-        pass
-    return platform.processor()
-
-
-def _measure_task(entries, built, models, size, threads, s: Settings, work_dir):
-    """Prepare the backends of one task's models, then time them interleaved, for each
-    thread count."""
-    log = s.log
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 3, *size, generator=gen)
-    array = x.numpy()
-    images = None
-    modules, onnx_files = {}, {}
-    needed = {side for spec in RATIOS for side in (spec['num'], spec['den'])}
-    for entry in entries:
-        record = models[entry.name]
-        backends = s.backends if entry.source == 'ours' else s.peer_backends
-        if s.ratio_runners_only:
-            backends = [b for b in backends if b == 'eager' or (entry.name, b) in needed]
-        timed = built[entry.name].timed
-        for backend in backends:
-            if backend == 'eager':
-                modules[entry.name, backend] = timed
-            elif backend == 'fused':
-                fused, report = fold_bn(timed)
-                record['bn_folded'] = report.num_folded
-                record['bn_left'] = dict(report.left)
-                modules[entry.name, backend] = fused
-        if {'ort', 'ort-int8'} & set(backends):
-            stem = f'{entry.name.replace(":", "_")}_{size[0]}x{size[1]}'
-            log(f'exporting {entry.name} to ONNX')
-            try:
-                fp32 = export_onnx(built[entry.name], size, work_dir / f'{stem}.onnx')
-            except NotImplementedError as e:
-                for backend in {'ort', 'ort-int8'} & set(backends):
-                    record['skipped'][backend] = str(e)
-                continue
-            if 'ort' in backends:
-                onnx_files[entry.name, 'ort'] = fp32
-            if 'ort-int8' in backends:
-                log(f'quantizing {entry.name} to int8')
-                images = images or calibration_images(work_dir / 'calibration', size,
-                                                      s.calib)
-                record['int8'] = quantize_int8(built[entry.name], fp32, str(
-                    work_dir / f'{stem}_int8.onnx'), size, images)
-                onnx_files[entry.name, 'ort-int8'] = record['int8']['path']
-
-    for n in threads:
-        torch.set_num_threads(n)
-        runners = [torch_runner(name, backend, module, x)
-                   for (name, backend), module in modules.items()]
-        sessions = {k: ort_session(path, n) for k, path in onnx_files.items()}
-        log(f'{len(sessions)} onnxruntime sessions ready')
-        runners += [backend_runner(name, backend, session, array)
-                    for (name, backend), session in sessions.items()]
-        order = {e.name: i for i, e in enumerate(entries)}
-        runners.sort(key=lambda r: (order[r.name], BACKENDS.index(r.backend)))
-        if n == threads[0]:
-            for entry in entries:  # int8 against fp32, on the benchmark's input
-                k32, k8 = (entry.name, 'ort'), (entry.name, 'ort-int8')
-                if k32 in sessions and k8 in sessions:
-                    models[entry.name]['int8_fidelity'] = fidelity(
-                        sessions[k32].run(array), sessions[k8].run(array), entry.task)
-        log(f'timing {len(runners)} runners at {size[0]}x{size[1]}, {n} thread(s): '
-            f'{s.warmup} warm-up + {s.repeats} rounds')
-        time_runners(runners, s.warmup, s.repeats)
-        for runner in runners:
-            runs = [round(t * 1000, 3) for t in runner.times]
-            record = models[runner.name]
-            record['runs_ms'].setdefault(runner.backend, {})[str(n)] = runs
-            record['latency_ms'].setdefault(runner.backend, {})[str(n)] = round(
-                statistics.median(runs), 3)
-        del runners, sessions
-        gc.collect()
-        log('timed')

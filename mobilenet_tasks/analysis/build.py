@@ -1,8 +1,9 @@
 """Getting every backend of a model ready to time: building the module that is timed
 (random, initialised weights), checking that it takes the input size, folding its BNs,
-exporting it to ONNX, quantizing that graph to int8 (the project's deployment code does
-the work, :mod:`mobilenet_tasks.deployment`), opening onnxruntime sessions, and
-comparing int8 outputs with fp32 ones."""
+exporting it to ONNX and to ExecuTorch, quantizing to int8 for onnxruntime, ExecuTorch
+and OpenVINO (the project's deployment code does the work,
+:mod:`mobilenet_tasks.deployment`), opening runtime sessions, and comparing int8
+outputs with fp32 ones. Which backend uses which of these: :mod:`.runtimes`."""
 import contextlib
 import copy
 import warnings
@@ -121,12 +122,72 @@ def export_onnx(built: Built, size, out_path: Path) -> str:
     ``nms=False``); NotImplementedError where there is no exporter."""
     from mobilenet_tasks.deployment import export_loaded
     entry = built.entry
-    if entry.source == 'torchvision':
-        raise NotImplementedError('the project exports mmdet / mmseg models only')
+    _no_torchvision(built, 'ONNX')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         return export_loaded(built.raw, built.cfg, {}, entry.config, out_path,
                              tuple(size), nms=False)
+
+
+def _no_torchvision(built: Built, what: str) -> None:
+    if built.entry.source == 'torchvision':
+        raise NotImplementedError(f"the project's {what} exporter takes mmdet / mmseg "
+                                  'models only (it reads their config and heads)')
+
+
+def export_executorch(built: Built, size, out_path: Path, int8: bool = False,
+                      images=None) -> dict:
+    """Export the timed graph of ``built`` (its very weights) to an ExecuTorch program
+    delegated to XNNPACK with :func:`mobilenet_tasks.deployment.executorch_export.
+    export_executorch_loaded` (the same graph as the ONNX export); ``int8``: PT2E with
+    XNNPACK's quantizer, calibrated on ``images`` (a list of files, or a function
+    returning it, called only if there is an exporter). Returns a summary
+    (``path``...); NotImplementedError where there is no exporter."""
+    _no_torchvision(built, 'ExecuTorch')
+    from mobilenet_tasks.deployment.executorch_export import export_executorch_loaded
+    images = images() if callable(images) else images
+    cfg = calibration_config(built.cfg, size) if int8 else built.cfg
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        report = export_executorch_loaded(
+            built.raw, cfg, {}, built.entry.config, out_path, tuple(size), int8=int8,
+            images=images, num_images=len(images) if images else None)
+    summary = dict(path=report.out_path, file_bytes=report.file_bytes,
+                   not_delegated=dict(report.not_delegated))
+    if int8:
+        summary.update(method='PT2E, XNNPACKQuantizer', calibration_images=len(images),
+                       quantization=dict(getattr(report, 'quantization', {}) or {}))
+    return summary
+
+
+def quantize_openvino_int8(built: Built, fp32_path: str, out_xml: str, size,
+                           images: List[str]) -> dict:
+    """NNCF int8 of the fp32 ONNX graph (:func:`mobilenet_tasks.deployment.
+    openvino_export.quantize_openvino`, its default preset), calibrated on ``images``
+    preprocessed as for onnxruntime; an OpenVINO IR (``.xml`` + ``.bin``)."""
+    from mobilenet_tasks.deployment.openvino_export import quantize_openvino
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        report = quantize_openvino(fp32_path, out_xml,
+                                   config=calibration_config(built.cfg, size),
+                                   images=images, num_images=len(images))
+    summary = dict(path=report.out_path, method='NNCF post-training quantization',
+                   calibration_images=len(images))
+    for key in ('preset', 'fake_quantize', 'float_ops'):
+        if getattr(report, key, None) is not None:
+            summary[key] = _plain(getattr(report, key))
+    return summary
+
+
+def _plain(value):
+    """``value`` as JSON can hold it."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_plain(v) for v in value]
+    return str(value)
 
 
 def calibration_config(cfg, size):
@@ -183,6 +244,13 @@ def ort_session(path: str, threads: int):
     (:func:`mobilenet_tasks.backends.open_backend`)."""
     from mobilenet_tasks.backends import open_backend
     return open_backend(path, threads=threads, denormals_as_zero=True)
+
+
+def open_session(path: str, runtime: str, threads: int, **options):
+    """``path`` opened by ``runtime`` (a :data:`~mobilenet_tasks.backends.RUNTIMES`
+    name) on ``threads`` threads."""
+    from mobilenet_tasks.backends import open_backend
+    return open_backend(path, backend=runtime, threads=threads, **options)
 
 
 def _flat(outputs) -> np.ndarray:

@@ -13,9 +13,14 @@ from typing import Optional
 from mobilenet_tasks.utils.paper import (PAPER_ACCURACY, PAPER_LATENCY_MS,
                                           PAPER_METRIC, TABLE7_ROWS)
 
-BACKENDS = ('eager', 'fused', 'ort', 'ort-int8')
+# PyTorch in this process (eager, BN folded), then the file runtimes, fp32 and int8
+# (how each file is made and opened: :data:`.runtimes.FILE_BACKENDS`).
+BACKENDS = ('eager', 'fused', 'ort', 'ort-int8', 'et', 'et-int8', 'ov', 'ov-int8')
 BACKEND_LABELS = {'eager': 'PyTorch eager', 'fused': 'PyTorch, BN folded',
-                  'ort': 'onnxruntime fp32', 'ort-int8': 'onnxruntime int8'}
+                  'ort': 'onnxruntime fp32', 'ort-int8': 'onnxruntime int8',
+                  'et': 'ExecuTorch XNNPACK fp32', 'et-int8': 'ExecuTorch XNNPACK int8',
+                  'ov': 'OpenVINO fp32', 'ov-int8': 'OpenVINO int8 (NNCF)'}
+TORCH_BACKENDS = ('eager', 'fused')
 DET_SIZE = (320, 320)  # Table 6
 SEG_SIZE = (1024, 2048)  # Table 7
 QUICK_DET_SIZE = (160, 160)
@@ -70,7 +75,8 @@ def paper_ratio(num_row, den_row, where: str, unit: str = 'ms') -> dict:
 
 # Ratios computed within the run: numerator (model, backend) / denominator (model,
 # backend). Rows between two models (``same_backend``) are given for eager and, as extra
-# rows, for every other backend measured on both sides; the target applies to each.
+# rows, for every other backend measured on both sides and on the numerator's fastest
+# runtime; the target applies to each. ``quick=False``: not timed by ``--quick``.
 RATIOS = (
     dict(key='ssdlite_v3_reduced_vs_mmdet_v2', label="SSDLite V3† / mmdet's SSDLite V2",
          num=(V3_REDUCED, 'eager'), den=(MMDET_SSDLITE, 'eager'), same_backend=True,
@@ -93,10 +99,24 @@ RATIOS = (
     dict(key='ssdlite_v3_reduced_int8_vs_fp32',
          label='SSDLite V3†: onnxruntime int8 / fp32',
          num=(V3_REDUCED, 'ort-int8'), den=(V3_REDUCED, 'ort'), fidelity=V3_REDUCED),
+    dict(key='ssdlite_v3_reduced_et_int8_vs_fp32',
+         label='SSDLite V3†: ExecuTorch int8 / fp32',
+         num=(V3_REDUCED, 'et-int8'), den=(V3_REDUCED, 'et'), fidelity=V3_REDUCED),
+    dict(key='ssdlite_v3_reduced_ov_int8_vs_fp32',
+         label='SSDLite V3†: OpenVINO int8 / fp32',
+         num=(V3_REDUCED, 'ov-int8'), den=(V3_REDUCED, 'ov'), fidelity=V3_REDUCED),
     dict(key='lraspp_v3_ort_vs_eager', label='LR-ASPP V3: onnxruntime fp32 / eager',
          num=(LRASPP_V3, 'ort'), den=(LRASPP_V3, 'eager')),
     dict(key='lraspp_v3_int8_vs_fp32', label='LR-ASPP V3: onnxruntime int8 / fp32',
          num=(LRASPP_V3, 'ort-int8'), den=(LRASPP_V3, 'ort'), fidelity=LRASPP_V3),
+    # Not in --quick: exporting and calibrating LR-ASPP for two more runtimes would
+    # double its length (the V3† rows above cover both runtimes there).
+    dict(key='lraspp_v3_et_int8_vs_fp32', label='LR-ASPP V3: ExecuTorch int8 / fp32',
+         num=(LRASPP_V3, 'et-int8'), den=(LRASPP_V3, 'et'), fidelity=LRASPP_V3,
+         quick=False),
+    dict(key='lraspp_v3_ov_int8_vs_fp32', label='LR-ASPP V3: OpenVINO int8 / fp32',
+         num=(LRASPP_V3, 'ov-int8'), den=(LRASPP_V3, 'ov'), fidelity=LRASPP_V3,
+         quick=False),
 )
 
 

@@ -1,13 +1,27 @@
 """Accuracy against latency, after Figure 1 of "Searching for MobileNetV3", for the
-models of one benchmark report."""
+models of one benchmark report: each model at its latency on its fastest runtime here
+(the report's ``fastest``), or on one backend if asked."""
 from pathlib import Path
+from typing import Optional
 
 from .catalogue import BACKEND_LABELS
+from .report import fastest
 
 
-def plot_figure1(report: dict, path, backend: str = 'eager', threads: int = 1) -> str:
+def _point(m: dict, backend: Optional[str], threads: int):
+    """``(latency ms, backend)`` of a model on ``backend`` (None: its fastest)."""
+    if backend is None:
+        best = (m.get('fastest') or fastest(m)).get(str(threads))
+        return (best['ms'], best['backend']) if best else (None, None)
+    return m['latency_ms'].get(backend, {}).get(str(threads)), backend
+
+
+def plot_figure1(report: dict, path, backend: Optional[str] = None,
+                 threads: int = 1) -> str:
     """Accuracy against latency (the paper's Figure 1, for the models measured): one
-    panel a task; ours at the paper's accuracy, peers at their published accuracy."""
+    panel a task; ours at the paper's accuracy, peers at their published accuracy;
+    each model at its latency on its fastest runtime at ``threads`` (``backend``: on
+    that backend for all), the runtime named in its label."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -24,7 +38,7 @@ def plot_figure1(report: dict, path, backend: str = 'eager', threads: int = 1) -
         size = rows[0]['input_size']
         left_out, labelled, xmax = [], set(), 0.0
         for m in rows:
-            latency = m['latency_ms'].get(backend, {}).get(str(threads))
+            latency, on = _point(m, backend, threads)
             if latency is None or not m['accuracy']:
                 left_out.append(m['short'])
                 continue
@@ -33,14 +47,18 @@ def plot_figure1(report: dict, path, backend: str = 'eager', threads: int = 1) -
                        s=48, label=None if m['source'] in labelled else label, zorder=3)
             labelled.add(m['source'])
             xmax = max(xmax, latency)
-            ax.annotate(m['short'], (latency, m['accuracy']['value']),
+            ax.annotate(m['short'] + ('' if backend else f' [{on}]'),
+                        (latency, m['accuracy']['value']),
                         textcoords='offset points', xytext=(5, 4), fontsize=8)
         ours = [m for m in rows if m['source'] == 'ours' and m['accuracy']]
         metric = 'mAP' if task == 'detection' else 'mIoU'
         datasets = sorted({m['accuracy']['dataset'] for m in ours})
         ax.set_ylabel(f'{metric} (%)')
-        ax.set_xlabel(f'latency (ms) measured here: {BACKEND_LABELS[backend]}, '
-                      f'{threads} thread, {size[0]}x{size[1]}')
+        where = BACKEND_LABELS[backend] if backend else \
+            "each model's fastest runtime [in brackets]"
+        ax.set_xlabel(f'latency (ms) measured here, {threads} thread'
+                      f'{"s" if threads > 1 else ""}, {size[0]}x{size[1]},\n'
+                      f'on {where}', fontsize=9)
         ax.set_title(f'{task}: ours at the paper\'s {metric} '
                      f'({", ".join(datasets) or "-"}), peers at their published one',
                      fontsize=9)
@@ -52,9 +70,11 @@ def plot_figure1(report: dict, path, backend: str = 'eager', threads: int = 1) -
             ax.text(0.01, 0.01, 'not plotted (no accuracy or latency): '
                     + ', '.join(left_out), transform=ax.transAxes, fontsize=7,
                     va='bottom')
-    fig.suptitle('Accuracy vs latency, after Figure 1 of "Searching for MobileNetV3" '
-                 f'({report["machine"]["cpu"]}, random weights for latency; accuracy '
-                 'not measured here)', fontsize=10)
+    fig.suptitle('Accuracy vs latency, after Figure 1 of "Searching for MobileNetV3", '
+                 + ('on each model\'s fastest runtime' if backend is None else
+                    f'on {BACKEND_LABELS[backend]}')
+                 + f'\n({report["machine"]["cpu"]}, random weights for latency; '
+                 'accuracy not measured here)', fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -150,7 +150,7 @@ class ImageCalibrationReader:
         model = build_model(cfg, init_weights=False)  # only its data preprocessor
         config_task = task_of_model(model)
         if task is not None and task != config_task:
-            raise QuantizationError(f'the ONNX model is a {task} model but the config '
+            raise QuantizationError(f'the model is a {task} model but the config '
                                     f'a {config_task} one; pass the config it was '
                                     'exported from')
         preprocess = Preprocessor(cfg, model, config_task)
@@ -163,10 +163,10 @@ class ImageCalibrationReader:
                 if input_size is not None and size != tuple(input_size):
                     raise QuantizationError(
                         f'{path}: the config\'s test preprocessing gives a '
-                        f'{size[0]}x{size[1]} input, but the ONNX model was exported '
+                        f'{size[0]}x{size[1]} input, but the model was exported '
                         f'for {input_size[0]}x{input_size[1]} only (static shape). '
-                        f'Export it at that size (export_onnx.py --shape {size[0]} '
-                        f'{size[1]}) or with --dynamic, or pass the config whose test '
+                        f'Export it at that size (--shape {size[0]} {size[1]}; ONNX '
+                        'segmentation also --dynamic), or pass the config whose test '
                         'resize gives the exported size.')
                 self.batches.append(array)
         self._next = 0

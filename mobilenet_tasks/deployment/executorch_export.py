@@ -256,8 +256,11 @@ def _quantize(wrapper, dummy, batches, keep_float, per_channel, observer):
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     quantizer = XNNPACKQuantizer().set_global(
         quantization_config(per_channel, observer))
-    for name in float_module_names(wrapper, keep_float):
-        quantizer.set_module_name(name, None)
+    names = float_module_names(wrapper, keep_float)
+    if names:  # (set_module_name(name, None) is refused by XNNPACKQuantizer 1.5)
+        from torchao.quantization.pt2e.quantizer.utils import get_module_name_filter
+        inside = [get_module_name_filter(n) for n in names]
+        quantizer.set_filter_function(lambda node: not any(f(node) for f in inside))
     graph = torch.export.export(wrapper, (dummy, )).module()
     graph = prepare_pt2e(graph, quantizer)
     with torch.no_grad():

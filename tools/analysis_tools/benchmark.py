@@ -1,32 +1,46 @@
-"""Params, MAdds and CPU latency of our configs and the stock peers, with the paper's
-speed ratios measured within one run, and an accuracy-vs-latency plot (Figure 1).
+"""Params, MAdds, CPU latency and peak memory of our configs and the stock peers on
+PyTorch, onnxruntime, ExecuTorch and OpenVINO (fp32 and int8), with the paper's speed
+ratios measured within one run, and an accuracy-vs-latency plot (Figure 1).
 
     python tools/analysis_tools/benchmark.py [MODEL ...] [--quick]
         [--peers mmdet mmseg torchvision | --peers none]
-        [--backends eager fused ort ort-int8] [--peer-backends eager fused ort]
-        [--det-size 320 320] [--seg-size 1024 2048] [--threads 1 2]
-        [--warmup 2] [--repeats 10] [--calib 4] [--global-pool]
-        [--work-dir work_dirs/benchmark] [--out REPORT.json] [--plot fig1.png]
+        [--backends eager fused ort ort-int8 et et-int8 ov ov-int8]
+        [--peer-backends ...] [--det-size 320 320] [--seg-size 1024 2048]
+        [--threads 1 2] [--warmup 2] [--repeats 10] [--calib 4] [--global-pool]
+        [--no-memory] [--work-dir work_dirs/benchmark] [--out REPORT.json]
+        [--plot fig1.png]
 
 MODEL: model-index names or config paths (detection or segmentation); default: Table 6's
 V3, V3†, V3-Small, V3-Small†, V2, MnasNet and V1 SSDLite, Table 7's rows 1, 4, 8 and 11.
 Peers (measured for the tasks the models cover): mmdet's
 ``ssdlite_mobilenetv2-scratch_8xb24-600e_coco`` and mmseg's
 ``mobilenet-v3-d8_lraspp_4xb4-320k_cityscapes-512x1024`` (from the installed packages'
-``.mim/configs``), torchvision's ``ssdlite320_mobilenet_v3_large``.
+``.mim/configs``), torchvision's ``ssdlite320_mobilenet_v3_large`` (PyTorch only: the
+project's exporters take mmdet / mmseg models, its file backends are reported skipped).
+
+Backends: ``eager``, ``fused`` (BN folded), ``ort`` / ``ort-int8`` (onnxruntime),
+``et`` / ``et-int8`` (ExecuTorch, XNNPACK), ``ov`` / ``ov-int8`` (OpenVINO, the same
+ONNX file as ``ort``; NNCF int8). A (model, backend) whose file cannot be made, opened
+or run is reported under ``skipped`` with the reason; the rest is measured.
 
 Latency: the median of ``--repeats`` timed rounds after ``--warmup`` rounds, every
 (model, backend) of a task interleaved in each round, at 1 thread and at all cores.
-Ratios between two models are given for every backend measured on both (eager first).
-What is timed, the backends and where the accuracies come from: see
+Each model's fastest backend is named; ratios between two models are given for every
+backend measured on both (eager first) and on the numerator's fastest runtime.
+Memory: the peak resident memory of each (model, backend) timed (but ``fused``) in a
+fresh process that opens the file and runs it, and the model's share of it (the peak
+less the memory after importing the runtime), with the file's size; ``--no-memory``
+skips it. What is timed, the backends and where the accuracies come from: see
 ``mobilenet_tasks.analysis.benchmark``. ``--quick`` (for tests; its figures mean
-little): the V3† SSDLite, Table 7 rows 1 and 8 and the peers at small inputs (detection
-160x160, segmentation 392x392 with ``--global-pool``), only the backends the ratio rows
-use (and eager), one warm-up and one timed round, 1 calibration image.
+little): the V3† SSDLite on every backend, Table 7 rows 1 and 8 and the peers at small
+inputs (detection 160x160, segmentation 392x392 with ``--global-pool``) on the
+backends the ratio rows use (and eager), one warm-up and one timed round, 1
+calibration image, memory at the least thread count.
 
 Prints markdown tables; writes every number to ``--out`` (default
-``WORK_DIR/benchmark.json``) and the plot to ``--plot``. Exit status 2 for a bad
-request (unknown model, input too small for a model), with a message.
+``WORK_DIR/benchmark.json``) and the plot (each model on its fastest runtime) to
+``--plot``. Exit status 2 for a bad request (unknown model, input too small for a
+model), with a message.
 """
 import argparse
 import os
@@ -42,8 +56,9 @@ def parse_args(argv=None):
     # an argument error answer at once.
     from mobilenet_tasks.analysis import catalogue as bm
     parser = argparse.ArgumentParser(
-        description='Params, MAdds and latency (PyTorch eager, BN folded, onnxruntime '
-        'fp32 and int8) of our configs and the stock peers')
+        description='Params, MAdds, latency and peak memory (PyTorch eager, BN folded, '
+        'onnxruntime, ExecuTorch and OpenVINO, fp32 and int8) of our configs and the '
+        'stock peers')
     parser.add_argument('models', nargs='*', metavar='MODEL',
                         help='model-index names or config paths (default: Table 6 and '
                         'Table 7 rows, see the module doc)')
@@ -57,8 +72,8 @@ def parse_args(argv=None):
                         help='backends for our models (default: all, '
                         f'{" ".join(bm.BACKENDS)})')
     parser.add_argument('--peer-backends', nargs='+', choices=bm.BACKENDS,
-                        help='backends for the peers (default: eager fused ort; '
-                        'torchvision has no ONNX exporter here)')
+                        help='backends for the peers (default: all; torchvision '
+                        'has no exporter here: its file backends are skipped)')
     parser.add_argument('--det-size', type=int, nargs=2, metavar=('H', 'W'),
                         help=f'detection input (default {bm.DET_SIZE[0]} '
                         f'{bm.DET_SIZE[1]}; quick {bm.QUICK_DET_SIZE[0]} '
@@ -78,12 +93,16 @@ def parse_args(argv=None):
     parser.add_argument('--global-pool', action='store_true',
                         help="our LR-ASPP heads pool globally instead of the paper's "
                         '49x49 (which needs inputs of at least 769x769); on in --quick')
+    parser.add_argument('--no-memory', action='store_true',
+                        help='do not measure peak memory (a fresh process per model, '
+                        'backend and thread count)')
     parser.add_argument('--work-dir', default=str(ROOT / 'work_dirs/benchmark'),
-                        help='ONNX files and the report (default %(default)s)')
+                        help='model files and the report (default %(default)s)')
     parser.add_argument('--out',
                         help='the JSON report (default WORK_DIR/benchmark.json)')
     parser.add_argument('--plot', metavar='PNG',
-                        help='draw accuracy vs latency (1 thread, eager) to this PNG')
+                        help="draw accuracy vs latency (1 thread, each model's "
+                        'fastest runtime) to this PNG')
     return parser.parse_args(argv)
 
 
@@ -106,6 +125,8 @@ def settings_from_args(args):
             values[key] = getattr(args, key)
     if args.global_pool:
         values['global_pool'] = True
+    if args.no_memory:
+        values['memory'] = False
     return bm.quick_settings(**values) if args.quick else bm.Settings(**values)
 
 

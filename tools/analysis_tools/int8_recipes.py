@@ -44,6 +44,9 @@ def parse_args(argv=None):
     parser.add_argument('--num-images', type=int, default=32)
     parser.add_argument('--repeats', type=int, default=20)
     parser.add_argument('--work-dir', default='work_dirs/int8_recipes')
+    parser.add_argument('--reuse', action='store_true',
+                        help='reuse the .pte files an interrupted run left in the work '
+                        'dir (they are not checked against the recipe)')
     args = parser.parse_args(argv)
     args.recipes = [r.strip() for r in args.recipes.split(',') if r.strip()]
     bad = [r for r in args.recipes if r not in RECIPES]
@@ -81,7 +84,7 @@ def main(argv=None) -> int:
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     import torch
     torch.set_num_threads(1)
-    from mobilenet_tasks.analysis.benchmark import _cpu_name
+    from mobilenet_tasks.analysis.machine import cpu_flags, cpu_name
     from mobilenet_tasks.backends import open_backend
     from mobilenet_tasks.deployment import load_model
     from mobilenet_tasks.deployment.executorch_export import export_executorch_loaded
@@ -94,6 +97,9 @@ def main(argv=None) -> int:
     stem = Path(args.config).stem
     for name in ['float32'] + args.recipes:
         path = work / f'{stem}_{name}.pte'
+        files[name] = str(path)
+        if args.reuse and path.is_file():
+            continue
         print(f'exporting {name} -> {path}', file=sys.stderr, flush=True)
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
@@ -102,7 +108,6 @@ def main(argv=None) -> int:
                 num_images=args.num_images, **RECIPES.get(name, {}))
         if report.not_delegated:
             print(f'  not delegated: {dict(report.not_delegated)}', file=sys.stderr)
-        files[name] = str(path)
     rows = {}
     for name, path in files.items():
         print(f'evaluating {name}', file=sys.stderr, flush=True)
@@ -123,8 +128,9 @@ def main(argv=None) -> int:
             times[name].append(time.perf_counter() - start)
     base = statistics.median(times['float32'])
     scale = 100.0 if rows['float32']['metric'] == 'coco/bbox_mAP' else 1.0
-    lines = [f'{args.config} on {_cpu_name()}, ExecuTorch + XNNPACK, 1 thread, '
-             f'median of {args.repeats}',
+    flags = ', '.join(k for k, v in (cpu_flags() or {}).items() if v)
+    lines = [f'{args.config} on {cpu_name()} ({flags}), ExecuTorch + XNNPACK, 1 '
+             f'thread, median of {args.repeats}',
              '',
              f'| recipe | {rows["float32"]["metric"]}{" x 100" if scale > 1 else ""} '
              '| loss | ms | / float32 | MB |',
@@ -139,7 +145,7 @@ def main(argv=None) -> int:
     table = '\n'.join(lines)
     print(table)
     (work / f'{stem}_recipes.json').write_text(json.dumps(
-        dict(config=args.config, checkpoint=args.checkpoint, cpu=_cpu_name(),
+        dict(config=args.config, checkpoint=args.checkpoint, cpu=cpu_name(),
              rows=rows, table=table), indent=1))
     return 0
 
