@@ -48,8 +48,8 @@ named, and the ratios between two models are also given on the numerator's faste
 Memory (:mod:`.memory`, off with ``memory=False``): for every (model, backend) timed
 but ``fused``, a fresh process opens the file (eager: builds the model) and runs it
 twice on zeros; its peak resident set, its resident set after importing the runtime,
-and their difference (the model's share) are reported, at each thread count (at the
-least one in quick mode), with the file's size on disk.
+and their difference (the model's share) are reported, at the least thread count timed
+(:func:`.measure.memory_threads`), with the file's size on disk.
 
 Params and MAdds come from :func:`mobilenet_tasks.analysis.complexity.count_complexity`
 on the very module that is timed, at the benchmark's input size.

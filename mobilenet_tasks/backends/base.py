@@ -26,6 +26,20 @@ RUNTIMES: Dict[str, Tuple[Tuple[str, ...], str]] = {
 }
 
 
+def decode_metadata(strings: Dict[str, str]) -> dict:
+    """An exported file's metadata strings, each JSON-decoded where it is JSON (the
+    exporters write ``input_size``, ``class_names``... as JSON, ``task`` as plain
+    text): the one reading of every runtime's container."""
+    import json
+    out = {}
+    for key, value in strings.items():
+        try:
+            out[key] = json.loads(value)
+        except (TypeError, ValueError):
+            out[key] = value
+    return out
+
+
 class BackendError(ValueError):
     """A model file no runtime opens, or a runtime asked to open the wrong file."""
 

@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from .base import Backend, require
+from .base import Backend, decode_metadata, require
 
 METADATA_METHOD = 'mobilenet_tasks_metadata'
 
@@ -59,18 +59,6 @@ def set_threads(threads: int) -> None:
         _unsafe_reset_threadpool(int(threads))
 
 
-def decode_metadata(text: str) -> dict:
-    """The exporter's metadata: a JSON object of strings, each JSON-decoded where it
-    is JSON (as :func:`~.onnxruntime.read_onnx_metadata` decodes ONNX's)."""
-    out = {}
-    for key, value in json.loads(text).items():
-        try:
-            out[key] = json.loads(value)
-        except (TypeError, ValueError):
-            out[key] = value
-    return out
-
-
 def _program_metadata(program, path) -> dict:
     if METADATA_METHOD not in program.method_names:
         return {}
@@ -79,7 +67,7 @@ def _program_metadata(program, path) -> dict:
     if not isinstance(text, str):
         raise ValueError(f'{path}: its {METADATA_METHOD} method returns '
                          f'{type(text).__name__}, not the exporter\'s JSON string')
-    return decode_metadata(text)
+    return decode_metadata(json.loads(text))
 
 
 def read_pte_metadata(path) -> dict:

@@ -3,11 +3,10 @@
 Metadata is the ONNX file's ``metadata_props`` (JSON values decoded), written by
 :mod:`mobilenet_tasks.deployment.onnx_export`.
 """
-import json
 import os
 from typing import Optional
 
-from .base import Backend
+from .base import Backend, decode_metadata
 
 
 def read_onnx_metadata(onnx_model) -> dict:
@@ -19,13 +18,7 @@ def read_onnx_metadata(onnx_model) -> dict:
     import onnx
     if not isinstance(onnx_model, onnx.ModelProto):
         onnx_model = onnx.load(os.fspath(onnx_model), load_external_data=False)
-    out = {}
-    for prop in onnx_model.metadata_props:
-        try:
-            out[prop.key] = json.loads(prop.value)
-        except ValueError:
-            out[prop.key] = prop.value
-    return out
+    return decode_metadata({p.key: p.value for p in onnx_model.metadata_props})
 
 
 def cpu_session(onnx_file, threads: Optional[int] = None,

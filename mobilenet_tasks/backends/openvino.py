@@ -31,13 +31,12 @@ What is set, and why:
   ``bbox_pred_<i>``), and copied out of the request's buffers (the next ``run``
   overwrites them).
 """
-import json
 import os
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from typing import Dict, List, Optional
 
-from .base import Backend, BackendError, require
+from .base import Backend, BackendError, decode_metadata, require
 
 #: The ``rt_info`` section of an IR that holds the exporter's metadata.
 RT_SECTION = 'mobilenet_tasks'
@@ -47,18 +46,6 @@ PRECISIONS = ('f32', 'bf16', 'f16')
 
 def _openvino():
     return require('openvino', 'OpenVINO', 'openvino')
-
-
-def decode_metadata(strings: Dict[str, str]) -> dict:
-    """String values, JSON decoded where they are JSON (as
-    :func:`~.onnxruntime.read_onnx_metadata` decodes ``metadata_props``)."""
-    out = {}
-    for key, value in strings.items():
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
 
 
 def rt_metadata_strings(ov_model) -> Dict[str, str]:

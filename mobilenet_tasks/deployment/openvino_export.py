@@ -60,10 +60,10 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 
 from mobilenet_tasks.backends import open_backend
-from mobilenet_tasks.backends.base import require
-from mobilenet_tasks.backends.openvino import (all_ops, decode_metadata,
-                                               ir_op_counts, metadata_strings,
-                                               read_model, set_rt_metadata)
+from mobilenet_tasks.backends.base import decode_metadata, require
+from mobilenet_tasks.backends.openvino import (all_ops, ir_op_counts,
+                                               metadata_strings, read_model,
+                                               set_rt_metadata)
 from .calibration import ImageCalibrationReader, calibration_images
 from .onnx_graph import QuantizationError
 from .options import OPENVINO_PRESETS
