@@ -115,6 +115,7 @@ class Settings:
     ratio_runners_only: bool = False  # time only what the ratio rows use (+ eager)
     all_runtimes_for: Sequence[str] = ()  # ... and every backend of these models
     memory: bool = True  # peak memory of each runner timed, in fresh processes
+    reuse_files: bool = False  # open the files an earlier run left in work_dir
     quick: bool = False  # memory at the least thread count only
     work_dir: str = 'work_dirs/benchmark'
     log: Callable[[str], None] = field(default=lambda msg: _log(msg))
@@ -249,7 +250,7 @@ def _run_benchmark(s: Settings) -> dict:
                       repeats=s.repeats, det_size=list(s.det_size),
                       seg_size=list(s.seg_size), global_pool=s.global_pool,
                       backends=list(s.backends), peer_backends=list(s.peer_backends),
-                      ratio_runners_only=s.ratio_runners_only,
+                      ratio_runners_only=s.ratio_runners_only, reuse_files=s.reuse_files,
                       all_runtimes_for=list(s.all_runtimes_for), memory=s.memory,
                       memory_threads=memory_threads(s, threads),
                       runtimes=describe(),

@@ -70,7 +70,8 @@ def measure_task(entries, built, models, size, threads: Sequence[int], s,
     for entry in entries:
         record = models[entry.name]
         timed = built[entry.name].timed
-        made = ModelFiles(built[entry.name], size, work_dir, calibration, log)
+        made = ModelFiles(built[entry.name], size, work_dir, calibration, log,
+                          reuse=s.reuse_files)
         for backend in backends_for(entry, s):
             if backend == 'eager':
                 modules[entry.name, backend] = timed

@@ -60,7 +60,9 @@ class ModelFiles:
     """
 
     def __init__(self, built: Built, size, work_dir: Path,
-                 images: Callable[[], List[str]], log: Callable[[str], None] = print):
+                 images: Callable[[], List[str]], log: Callable[[str], None] = print,
+                 reuse: bool = False):
+        self.reuse = reuse  # open the files an earlier run left, if they are there
         self.built, self.size, self.work_dir = built, tuple(size), Path(work_dir)
         self.stem = f'{built.entry.name.replace(":", "_")}_{size[0]}x{size[1]}'
         self._images, self.log = images, log
@@ -88,6 +90,11 @@ class ModelFiles:
         return self._once('onnx', export)
 
     def _once(self, key: str, make: Callable[[], dict]) -> dict:
+        reused = self.path_for(REUSED_SUFFIX[key]) if key in REUSED_SUFFIX else None
+        if (self.reuse and key not in self._made and reused is not None
+                and reused.is_file()):
+            self.log(f'{self.built.entry.name} {key}: reusing {reused}')
+            self._made[key] = dict(path=str(reused), reused=True)
         if key not in self._made:
             try:
                 self._made[key] = make()
@@ -98,6 +105,12 @@ class ModelFiles:
         if isinstance(made, Unavailable):
             raise made
         return made
+
+
+#: The file of each made key (``ModelFiles.reuse``): ``ort`` and ``ov`` open the ONNX
+#: file.
+REUSED_SUFFIX = {'onnx': '.onnx', 'ort-int8': '_int8.onnx', 'et': '.pte',
+                 'et-int8': '_int8.pte', 'ov-int8': '_ov_int8.xml'}
 
 
 def _onnx_file(files: ModelFiles) -> dict:

@@ -96,6 +96,10 @@ def parse_args(argv=None):
     parser.add_argument('--no-memory', action='store_true',
                         help='do not measure peak memory (a fresh process per model, '
                         'backend and thread count)')
+    parser.add_argument('--reuse-files', action='store_true',
+                        help='open the model files an earlier run of the same models '
+                        'and sizes left in WORK_DIR instead of exporting again (for '
+                        'timing only: their weights are that run\'s)')
     parser.add_argument('--work-dir', default=str(ROOT / 'work_dirs/benchmark'),
                         help='model files and the report (default %(default)s)')
     parser.add_argument('--out',
@@ -127,6 +131,8 @@ def settings_from_args(args):
         values['global_pool'] = True
     if args.no_memory:
         values['memory'] = False
+    if args.reuse_files:
+        values['reuse_files'] = True
     return bm.quick_settings(**values) if args.quick else bm.Settings(**values)
 
 
