@@ -61,6 +61,29 @@ def randomize_(model: nn.Module, generator: torch.Generator, convs: bool = True)
     return num_bn
 
 
+def random_export_checkpoint(config, path, seed: int = 0):
+    """Load ``config`` for export (:func:`~mobilenet_tasks.deployment.load_model`),
+    give it random weights (:func:`randomize_`), scale a detector's last class and box
+    convolutions by 0.2 (logits of a few units: no saturated, tied scores), and save
+    them to ``path``.
+
+    Returns:
+        tuple: ``(checkpoint path, model, cfg, meta)``, the very weights a runtime's
+        export is then compared with.
+    """
+    from mobilenet_tasks.deployment import load_model
+    model, cfg, meta = load_model(config)
+    randomize_(model, torch.Generator().manual_seed(seed))
+    head = getattr(model, 'bbox_head', None)
+    if head is not None:
+        with torch.no_grad():
+            for branch in list(head.cls_convs) + list(head.reg_convs):
+                [m for m in branch.modules() if isinstance(m, nn.Conv2d)
+                 ][-1].weight.mul_(0.2)
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return str(path), model, cfg, meta
+
+
 def load_tool(relative_path: str):
     """Import a script of ``tools/`` (they are not a package) as a module, so that
     tests call its ``main(argv)`` in-process.

@@ -28,7 +28,7 @@ from mobilenet_tasks.deployment import compare_with_backend, load_model  # noqa:
 from mobilenet_tasks.deployment.executorch_export import (  # noqa: E402
     DelegationError, export_executorch_loaded, float_module_names, lower_checked,
     static_input_shape)
-from mobilenet_tasks.testing import load_tool, randomize_  # noqa: E402
+from mobilenet_tasks.testing import load_tool, random_export_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DET = str(ROOT / 'configs/ssdlite_v3_large_demo.py')
@@ -50,26 +50,13 @@ def _seg_config(tmp) -> str:
     return str(path)
 
 
-def _random(config, path, seed=0):
-    model, cfg, meta = load_model(config)
-    randomize_(model, torch.Generator().manual_seed(seed))
-    head = getattr(model, 'bbox_head', None)
-    if head is not None:  # logits of a few units: no saturated, tied scores
-        with torch.no_grad():
-            for branch in list(head.cls_convs) + list(head.reg_convs):
-                [m for m in branch.modules() if isinstance(m, nn.Conv2d)
-                 ][-1].weight.mul_(0.2)
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
-    return str(path), model, cfg, meta
-
-
 @pytest.fixture(scope='module')
 def segmentor(tmp_path_factory):
     """A random demo segmentor at 128x256: its checkpoint, the float32 program written
     by the tool, and an int8 program calibrated on two street scenes."""
     tmp = tmp_path_factory.mktemp('et_seg')
     config = _seg_config(tmp)
-    ckpt, model, cfg, meta = _random(config, tmp / 'w.pth')
+    ckpt, model, cfg, meta = random_export_checkpoint(config, tmp / 'w.pth')
     fp32 = tmp / 'seg.pte'
     tool = load_tool('tools/deployment/export_executorch.py')
     assert tool.main([config, ckpt, str(fp32)]) == 0  # the size from the config
@@ -93,7 +80,7 @@ def detector(tmp_path_factory):
     config = tmp / 'det.py'
     config.write_text(f"_base_ = '{DET}'\n"
                       'model = dict(test_cfg=dict(nms_pre=100000, max_per_img=100000))\n')
-    ckpt, model, cfg, meta = _random(str(config), tmp / 'w.pth')
+    ckpt, model, cfg, meta = random_export_checkpoint(str(config), tmp / 'w.pth')
     report = export_executorch_loaded(model, cfg, meta, str(config), tmp / 'det.pte')
     return dict(ckpt=ckpt, model=model, report=report, config=str(config))
 

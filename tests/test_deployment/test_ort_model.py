@@ -10,13 +10,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from mobilenet_tasks.apis import Inferencer
 from mobilenet_tasks.datasets.demo_cityscapes import draw_demo_street
 from mobilenet_tasks.datasets.demo_coco import draw_demo_image, make_demo_coco
 from mobilenet_tasks.deployment import export_loaded, load_model
-from mobilenet_tasks.testing import randomize_
+from mobilenet_tasks.testing import random_export_checkpoint
 
 from float64_reference import (assert_same_detections,  # noqa: I100
                                detection_tolerances, float64_nms)
@@ -24,19 +23,6 @@ from float64_reference import (assert_same_detections,  # noqa: I100
 ROOT = Path(__file__).resolve().parents[2]
 DET = str(ROOT / 'configs/ssdlite_v3_large_demo.py')
 SEG = str(ROOT / 'configs/lraspp_v3_large_demo.py')
-
-
-def _checkpoint_and_model(config, path, seed=0):
-    model, cfg, meta = load_model(config)
-    randomize_(model, torch.Generator().manual_seed(seed))
-    head = getattr(model, 'bbox_head', None)
-    if head is not None:  # logits of a few units: no saturated, tied scores
-        with torch.no_grad():
-            for branch in list(head.cls_convs) + list(head.reg_convs):
-                [m for m in branch.modules() if isinstance(m, torch.nn.Conv2d)
-                 ][-1].weight.mul_(0.2)
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
-    return str(path), model, cfg, meta
 
 
 @pytest.fixture(scope='module')
@@ -51,7 +37,7 @@ def detector(tmp_path_factory):
     config = tmp / 'det.py'
     config.write_text(f"_base_ = '{DET}'\n"
                       'model = dict(test_cfg=dict(nms_pre=100000, max_per_img=100000))\n')
-    ckpt, model, cfg, meta = _checkpoint_and_model(str(config), tmp / 'w.pth')
+    ckpt, model, cfg, meta = random_export_checkpoint(str(config), tmp / 'w.pth')
     nms = export_loaded(model, cfg, meta, config, tmp / 'nms.onnx', (160, 160))
     raw = export_loaded(model, cfg, meta, config, tmp / 'raw.onnx', (160, 160),
                         nms=False)
@@ -157,7 +143,7 @@ def test_inferencer_detection(detector, detector_references, graph):
 
 
 def test_inferencer_segmentation(tmp_path):
-    ckpt, model, cfg, meta = _checkpoint_and_model(SEG, tmp_path / 'w.pth')
+    ckpt, model, cfg, meta = random_export_checkpoint(SEG, tmp_path / 'w.pth')
     onnx_file = export_loaded(model, cfg, meta, SEG, tmp_path / 'seg.onnx', (128, 256),
                               dynamic=True)
     rng = np.random.default_rng(1)
