@@ -126,17 +126,23 @@ def test_detection_parity_and_predictions(detector):
     ref = Inferencer(config, detector['ckpt'], score_thr=0.3).predict(images)
     got = Inferencer(config, report.out_path, threads=1, score_thr=0.3).predict(images)
     from mobilenet_tasks.deployment.parity import _match_detections
+    # compared above a cut in the widest gap of PyTorch's scores: a random model puts
+    # hundreds of scores near any threshold, where a rounding error decides
+    scores = np.sort(np.concatenate([r.scores for r in ref]))
+    scores = scores[(scores > 0.4) & (scores < 0.7)]
+    i = int(np.argmax(np.diff(scores)))
+    cut = float(scores[i] + scores[i + 1]) / 2
+    assert scores[i + 1] - scores[i] > 1e-3, 'no gap to compare above'
     for a, b in zip(ref, got):
-        assert len(a.scores) == len(b.scores) > 0
+        a, b = ([r.boxes[r.scores >= cut], r.scores[r.scores >= cut],
+                 r.labels[r.scores >= cut]] for r in (a, b))
+        assert len(a[1]) == len(b[1]) > 0
         # scores a rounding error apart may come in either order
-        order = _match_detections([a.boxes, a.scores, a.labels],
-                                  [b.boxes, b.scores, b.labels])
+        order = _match_detections(a, b)
         assert order is not None
-        b = type(b)(boxes=b.boxes[order], scores=b.scores[order],
-                    labels=b.labels[order], class_names=b.class_names)
-        np.testing.assert_array_equal(a.labels, b.labels)
-        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
-        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-2)
+        np.testing.assert_array_equal(a[2], b[2][order])
+        np.testing.assert_allclose(a[1], b[1][order], atol=1e-4)
+        np.testing.assert_allclose(a[0], b[0][order], atol=1e-2)
 
 
 def test_int8_program(segmentor):
