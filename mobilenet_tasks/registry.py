@@ -33,6 +33,7 @@ CHECKPOINT_SCHEMES = ['mobilenet_tasks.converters.pretrained']
 MODELS = Registry(
     'model', parent=MMENGINE_MODELS,
     locations=['mobilenet_tasks.models', 'mobilenet_tasks.backends.model',
+               'mobilenet_tasks.deployment.qat_model',
                *CHECKPOINT_SCHEMES])
 # Anchor generators and other task utilities.
 TASK_UTILS = Registry(

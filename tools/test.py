@@ -156,6 +156,23 @@ def fuse_after_loading(runner) -> None:
     runner.register_hook(_FuseConvBN())
 
 
+def qat_checkpoint_config(cfg, checkpoint: str, fuse_conv_bn: bool):
+    """``cfg`` for ``checkpoint``: a QAT checkpoint builds its QAT model (whose graph
+    runs the simulated int8 network), from a QAT config or from the float one."""
+    from mobilenet_tasks.deployment.qat_config import config_for_checkpoint
+    from mobilenet_tasks.utils.weights import load_weights
+    state_dict, meta = load_weights(checkpoint)
+    try:
+        new = config_for_checkpoint(cfg, state_dict, meta)
+    except ValueError as error:
+        raise SystemExit(f'error: {checkpoint}: {error}')
+    if new is not cfg and fuse_conv_bn:
+        raise SystemExit('error: --fuse-conv-bn: a QAT checkpoint has its batch norms '
+                         'folded in its graph already; drop the flag')
+    new.load_from = checkpoint
+    return new
+
+
 def main():
     args = parse_args()
     from mmengine.config import Config
@@ -195,6 +212,8 @@ def main():
         cfg.load_from = None
     else:
         cfg.load_from = args.checkpoint
+        if args.fuse_conv_bn or '://' not in args.checkpoint:
+            cfg = qat_checkpoint_config(cfg, args.checkpoint, args.fuse_conv_bn)
     drop_training(cfg)
     if args.show_dir:
         enable_drawing(cfg, args.show_dir)

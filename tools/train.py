@@ -1,6 +1,12 @@
 """Train a model with mmengine's Runner: ours, or any mmdet/mmseg/mmpretrain config.
 
     python tools/train.py configs/ssdlite_v3_large_coco.py [--work-dir DIR] [--resume]
+    python tools/train.py CONFIG --qat --load-from FLOAT.pth [--qat-iters N]
+
+``--qat`` fine-tunes a trained float model with simulated int8 quantization
+(``mobilenet_tasks/deployment/qat_config.py`` says what it changes in the config); its
+checkpoint exports to int8 files as a float one does (``tools/deployment/
+export_executorch.py``, ``export_onnx.py``) and runs in ``tools/test.py``.
 
 Every run saves its checkpoints atomically (a crash while saving leaves the previous
 checkpoint as the one ``--resume`` picks) and with its random generator states, so a
@@ -33,8 +39,21 @@ def parse_args():
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by the actual batch size '
                         '(auto_scale_lr.base_batch_size in the config)')
+    parser.add_argument('--load-from', help='start from these weights (the config\'s '
+                        'load_from); with --qat: the trained float checkpoint')
+    parser.add_argument('--qat', action='store_true',
+                        help='quantization-aware fine-tune of the float model of '
+                        '--load-from (work dir default: work_dirs/<config name>_qat)')
+    parser.add_argument('--qat-iters', type=int, default=None,
+                        help='QAT iterations (default: the config\'s qat.iters, else '
+                        '10%% of its float schedule)')
     add_common_arguments(parser)
-    return parse_args_with_local_rank(parser)
+    args = parse_args_with_local_rank(parser)
+    if args.qat_iters is not None and not args.qat:
+        parser.error('--qat-iters needs --qat')
+    if args.qat_iters is not None and args.qat_iters < 1:
+        parser.error(f'--qat-iters must be positive, got {args.qat_iters}')
+    return args
 
 
 def check_resume_checkpoint(cfg):
@@ -81,9 +100,22 @@ def main():
     try:
         config = resolve_config(args.config)
         apply_threads(args)
-        cfg = apply_common_options(Config.fromfile(config), args, config)
+        cfg = Config.fromfile(config)
+        if args.load_from is not None:
+            cfg.load_from = args.load_from
+        if args.qat:
+            from mobilenet_tasks.deployment.qat_config import qat_config
+            cfg = qat_config(cfg, None, iters=args.qat_iters)
+            if args.work_dir is None and cfg.get('work_dir') is None:
+                name = osp.splitext(osp.basename(str(config)))[0]
+                args.work_dir = osp.join('work_dirs', f'{name}_qat')
+        cfg = apply_common_options(cfg, args, config)
     except ValueError as error:
         raise SystemExit(f'error: {error}')
+    if args.qat and not osp.isfile(cfg.model.float_checkpoint) and (
+            '://' not in cfg.model.float_checkpoint):
+        raise SystemExit(f'error: --load-from {cfg.model.float_checkpoint}: no such '
+                         'file (QAT starts from a trained float checkpoint)')
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')

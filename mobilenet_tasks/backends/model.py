@@ -141,18 +141,12 @@ class BackendModel(BaseModel):
                 rescale: bool = True) -> list:
         """The model's ``predict`` on a preprocessed batch, by the runtime."""
         outputs = self._run(inputs)
-        if self.task == 'segmentation':
-            logits = torch.from_numpy(np.concatenate([o[0] for o in outputs]))
-            return self.torch_model.postprocess_result(logits, data_samples)
-        if self.with_nms:
+        if self.task == 'detection' and self.with_nms:
             return self._detections_from_graph(outputs, data_samples, rescale)
-        levels = len(self.runtime.output_names) // 2
         batch = [torch.from_numpy(np.concatenate([o[i] for o in outputs]))
-                 for i in range(2 * levels)]
-        results = self.bbox_head.predict_by_feat(
-            batch[:levels], batch[levels:],
-            batch_img_metas=[s.metainfo for s in data_samples], rescale=rescale)
-        return self.torch_model.add_pred_to_datasample(data_samples, results)
+                 for i in range(len(outputs[0]))]
+        return samples_from_raw_outputs(self.torch_model, self.task, batch,
+                                        data_samples, rescale)
 
     def _detections_from_graph(self, outputs, data_samples, rescale: bool) -> list:
         from mmengine.structures import InstanceData
@@ -170,6 +164,24 @@ class BackendModel(BaseModel):
             instances.labels = torch.from_numpy(labels).long()
             sample.pred_instances = instances
         return list(data_samples)
+
+
+def samples_from_raw_outputs(torch_model: nn.Module, task: str,
+                             outputs: Sequence[torch.Tensor], data_samples: Sequence,
+                             rescale: bool = True) -> list:
+    """The data samples ``torch_model.predict`` gives, from the exported graph's
+    outputs for the batch, by the model's own post-processing: segmentation
+    ``[logits]`` (at the input size) through ``postprocess_result``; detection the raw
+    head outputs ``cls_score_0, ..., bbox_pred_0, ...`` through the head's
+    ``predict_by_feat`` (also what :class:`~mobilenet_tasks.deployment.qat_model.
+    QATModel` predicts with)."""
+    if task == 'segmentation':
+        return torch_model.postprocess_result(outputs[0], data_samples)
+    levels = len(outputs) // 2
+    results = torch_model.bbox_head.predict_by_feat(
+        list(outputs[:levels]), list(outputs[levels:]),
+        batch_img_metas=[s.metainfo for s in data_samples], rescale=rescale)
+    return torch_model.add_pred_to_datasample(data_samples, results)
 
 
 @MODELS.register_module()

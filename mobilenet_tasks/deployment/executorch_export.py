@@ -123,7 +123,12 @@ class ExecuTorchReport:
                  f'  delegated to XNNPACK: {sum(self.delegated.values())} nodes',
                  f'  not delegated: {ops(self.not_delegated)}',
                  f'  layout copies outside the delegate: {ops(self.layout)}']
-        if self.int8:
+        if self.int8 and self.quantization.get('method') == 'qat':
+            q = self.quantization
+            lines.insert(1, f'  quantization-aware training: {q.get("qat_iters")} '
+                            'iterations; float parts: '
+                            f'{", ".join(q.get("keep_float") or []) or "none"}')
+        elif self.int8:
             q = self.quantization
             lines.insert(1, f'  calibration: {q.get("calibration_images")} images from '
                             f'{q.get("calibration_source")}; float parts: '
@@ -338,7 +343,10 @@ def export_executorch_loaded(model: nn.Module, cfg, meta: dict, config,
         out_path (str): The ``.pte`` file (its folder is created).
         input_shape (tuple[int, int], optional): ``(H, W)``; default the test
             pipeline's size (:func:`static_input_shape`).
-        int8 (bool): PT2E int8 (calibrated) instead of float32.
+        int8 (bool): PT2E int8 (calibrated) instead of float32. A
+            :class:`~.qat_model.QATModel` (a QAT checkpoint) is always int8, with its
+            trained ranges and float parts: no calibration, and the int8 options
+            below must be left unset.
         images, split, num_images: Calibration images (int8), as
             :func:`~.quantize.quantize_model` takes them: a folder or files, else
             ``num_images`` of the config's ``split`` (default ``'train'``).
@@ -358,6 +366,19 @@ def export_executorch_loaded(model: nn.Module, cfg, meta: dict, config,
         DelegationError: See ``require_delegation``.
     """
     require('executorch', 'ExecuTorch', 'executorch')
+    qat = hasattr(model, 'converted_graph')  # a QATModel: its trained ranges
+    if qat:
+        given = [name for name, value in (('keep_float', keep_float),
+                                          ('hswish', hswish)) if value is not None]
+        if given or observer != 'histogram' or not per_channel or images is not None:
+            raise ValueError(
+                'a QAT checkpoint is exported with the quantization it was trained '
+                'with: its ranges are learnt (no calibration images, observer or '
+                'per_channel) and its float parts are the QAT run\'s '
+                f'(keep_float={list(model.keep_float)}); drop '
+                f'{", ".join(given) or "the int8 options"}')
+        int8, keep_float, hswish = True, tuple(model.keep_float), 'float'
+        qat_model, model = model, model.task_model
     keep_float = tuple(DEFAULT_KEEP_FLOAT if keep_float is None else keep_float)
     hswish = DEFAULT_HSWISH if hswish is None else hswish
     if hswish not in HSWISH_MODES:
@@ -381,7 +402,15 @@ def export_executorch_loaded(model: nn.Module, cfg, meta: dict, config,
     metadata['output_names'] = json.dumps(output_names)
     quantization = {}
     exported_module = wrapper
-    if int8:
+    if qat:
+        exported_module = qat_model.converted_graph()
+        quantization = dict(
+            format='PT2E', quantizer='XNNPACKQuantizer', weight_type='int8',
+            activation_type='int8', per_channel=True, method='qat',
+            qat_iters=int(qat_model.qat_iter), keep_float=list(keep_float),
+            hswish=hswish)
+        metadata['quantization'] = json.dumps(quantization)
+    elif int8:
         import copy
         wrapper = copy.deepcopy(wrapper)
         if hswish == 'int8':

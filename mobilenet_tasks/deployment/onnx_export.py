@@ -71,7 +71,7 @@ from mobilenet_tasks.backends.onnxruntime import \
 from mobilenet_tasks.utils.config import build_model, load_config
 from mobilenet_tasks.utils.metainfo import classes_and_palette
 from mobilenet_tasks.utils.task import num_classes, task_of_config, task_of_model
-from mobilenet_tasks.utils.weights import load_into
+from mobilenet_tasks.utils.weights import load_into, load_weights
 from .detection_graph import DetectorPostprocessed, DetectorRawOutputs
 
 STANDARD_DOMAINS = ('', 'ai.onnx')
@@ -117,10 +117,15 @@ def load_model(config, checkpoint: Optional[str] = None
     cfg = load_config(config)
     if checkpoint is not None and not os.path.isfile(os.fspath(checkpoint)):
         raise FileNotFoundError(f'weights {os.fspath(checkpoint)}: no such file')
+    loaded = None
+    if checkpoint is not None:
+        from .qat_config import config_for_checkpoint
+        loaded = load_weights(checkpoint)
+        cfg = config_for_checkpoint(cfg, *loaded)  # a QAT checkpoint: its QAT model
     model = build_model(cfg, init_weights=checkpoint is None)
     name = config if isinstance(config, str) else 'the config'
     task_of_model(model, name, 'nothing to export')
-    meta = {} if checkpoint is None else load_into(model, checkpoint, config)
+    meta = {} if checkpoint is None else load_into(model, checkpoint, config, loaded)
     model = revert_sync_batchnorm(model).cpu().eval()  # SyncBN cannot run on a CPU
     return model, cfg, meta
 

@@ -57,9 +57,10 @@ def compare_with_backend(config, checkpoint: Optional[str], onnx_path,
     runtime = open_backend(onnx_path, backend)
     names = runtime.output_names
     got = runtime.run(x.numpy())
+    reference = _reference_outputs(model, x)
     if task_of_model(model) == 'detection':
-        with torch.no_grad():
-            cls_scores, bbox_preds = model._forward(x)
+        levels = len(reference) // 2
+        cls_scores, bbox_preds = reference[:levels], reference[levels:]
         if not meta.get('nms', True):
             ref = [t.numpy() for t in list(cls_scores) + list(bbox_preds)]
             return _compare_arrays(ref, got, names)
@@ -89,8 +90,7 @@ def compare_with_backend(config, checkpoint: Optional[str], onnx_path,
         report.update(num_detections=counts, labels_equal=same, tied_scores=tied,
                       shape=(counts[0], 4))
         return report
-    with torch.no_grad():
-        ref = SegmentorLogits(model).eval()(x).numpy()
+    ref = reference[0].numpy()
     got = got[0]
     if got.shape != ref.shape:
         raise ValueError(f'{runtime.name} gave logits of shape {got.shape}, PyTorch '
@@ -98,6 +98,19 @@ def compare_with_backend(config, checkpoint: Optional[str], onnx_path,
     report = _compare_arrays([ref], [got], names)
     report['argmax_agreement'] = float((got.argmax(1) == ref.argmax(1)).mean())
     return report
+
+
+def _reference_outputs(model: nn.Module, x: torch.Tensor) -> list:
+    """The network's outputs in PyTorch, as the exported graph gives them: the
+    segmentation logits, or the raw detection head outputs (classification, then box
+    outputs of every level). A QAT model's are its fake-quantized graph's."""
+    with torch.no_grad():
+        if hasattr(model, 'converted_graph'):  # a QATModel
+            return model.eval()(x, mode='tensor')
+        if task_of_model(model) == 'detection':
+            cls_scores, bbox_preds = model._forward(x)
+            return list(cls_scores) + list(bbox_preds)
+        return [SegmentorLogits(model).eval()(x)]
 
 
 def _match_detections(ref: list, got: list, score_tol: float = 1e-4):
