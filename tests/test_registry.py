@@ -112,6 +112,8 @@ BUILDS = {
                          ('FileNotFoundError', 'none.onnx does not exist')),
         'ONNXRuntimeModel': ("dict(onnx_file='none.onnx', model=demo_seg)",
                              ('FileNotFoundError', 'none.onnx does not exist')),
+        'QATModel': ("dict(model=demo_seg, float_checkpoint='none.pth')",
+                     ('FileNotFoundError', 'none.pth: no such file')),
     },
     'TASK_UTILS': {
         'SSDLiteAnchorGenerator': ('without_type(demo_det.bbox_head.anchor_generator)',

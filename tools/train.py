@@ -101,15 +101,15 @@ def main():
         config = resolve_config(args.config)
         apply_threads(args)
         cfg = Config.fromfile(config)
+        if args.qat and args.work_dir is None and cfg.get('work_dir') is None:
+            name = osp.splitext(osp.basename(str(config)))[0]
+            args.work_dir = osp.join('work_dirs', f'{name}_qat')
+        cfg = apply_common_options(cfg, args, config)  # --cfg-options: the given config
         if args.load_from is not None:
             cfg.load_from = args.load_from
-        if args.qat:
+        if args.qat:  # its settings: --qat-iters, else the config's qat dict
             from mobilenet_tasks.deployment.qat_config import qat_config
             cfg = qat_config(cfg, None, iters=args.qat_iters)
-            if args.work_dir is None and cfg.get('work_dir') is None:
-                name = osp.splitext(osp.basename(str(config)))[0]
-                args.work_dir = osp.join('work_dirs', f'{name}_qat')
-        cfg = apply_common_options(cfg, args, config)
     except ValueError as error:
         raise SystemExit(f'error: {error}')
     if args.qat and not osp.isfile(cfg.model.float_checkpoint) and (

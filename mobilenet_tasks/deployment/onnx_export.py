@@ -16,8 +16,10 @@ The exported graph is the segmentor's ``encode_decode`` path (backbone -> decode
 
 Exporter: the legacy TorchScript exporter, ``torch.onnx.export(..., dynamo=False)``.
 With torch 2.14 ``torch.onnx.export`` defaults to the dynamo (``torch.export``)
-exporter, which needs the ``onnxscript`` package; it is not installed here, and the
-TorchScript exporter needs nothing more than ``onnx``. It gives only default-domain
+exporter, which needs the ``onnxscript`` package; the float graphs keep the TorchScript
+exporter, which needs nothing more than ``onnx`` and whose graphs every test and
+benchmark figure here was made with (the dynamo exporter writes QAT checkpoints'
+int8 graphs, :mod:`.qat_onnx`, which the TorchScript one cannot). It gives only default-domain
 operators for these models (Conv, BatchNorm folded into Conv in eval, HardSigmoid /
 HardSwish or their decomposition, AveragePool / GlobalAveragePool, Sigmoid, Mul, Add,
 Resize), opset 17 by default. Both LR-ASPP gates export: the paper's 49x49 average
@@ -326,6 +328,10 @@ def export_loaded(model: nn.Module, cfg: Config, meta: dict, config,
     (``(model, cfg, meta)``), so that the very same weights can be compared
     afterwards (random ones included)."""
     h, w = _check_shape(tuple(input_shape))
+    if hasattr(model, 'converted_graph'):  # a QAT checkpoint: its int8 graph, QDQ
+        from .qat_onnx import export_qat_onnx
+        return export_qat_onnx(model, cfg, meta, config, out_path, (h, w), nms=nms,
+                               dynamic=dynamic)
     dummy = torch.zeros(1, 3, h, w)
     if task_of_model(model, what='nothing to export') == 'detection':
         if dynamic:
@@ -393,6 +399,12 @@ def _export(wrapper: nn.Module, dummy: torch.Tensor, out_path: str,
     except NonStandardOpError:
         os.remove(out_path)
         raise
+    return write_metadata(proto, metadata, out_path)
+
+
+def write_metadata(proto, metadata: Dict[str, str], out_path: str) -> str:
+    """Save ``proto`` to ``out_path`` with ``metadata`` in its ``metadata_props``."""
+    import onnx
     for key, value in metadata.items():
         prop = proto.metadata_props.add()
         prop.key, prop.value = key, value

@@ -38,7 +38,7 @@ likely cause of the PT2E QAT accuracy loss on torchvision's MobileNetV3
 (pytorch/pytorch#114859, whose model uses ``eps=1e-3``).
 """
 import copy
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Iterable, Optional, Sequence
 
 import torch
 import torch.nn as nn

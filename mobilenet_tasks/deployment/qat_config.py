@@ -10,8 +10,8 @@ optimizer type are the float config's):
 - the schedule: ``iters`` iterations (default 10% of the float schedule's,
   :data:`DEFAULT_FRACTION`), the optimizer's learning rate ``lr_factor`` times the
   float one (default :data:`DEFAULT_LR_FACTOR`), cosine-decayed to 1% of it over the
-  run with no warm-up (the weights are trained), validation and a checkpoint at the
-  end;
+  run with no warm-up (the weights are trained), validation at the end, checkpoints
+  at the float config's interval or at the end if that comes first;
 - the recipe: batch norm statistics frozen after ``bn_freeze`` of the iterations,
   observers after ``observer_freeze`` (fractions, -1: never), ``keep_float`` parts.
 
@@ -111,8 +111,9 @@ def qat_config(cfg: Config, float_checkpoint: Optional[str], **settings) -> Conf
     cfg.param_scheduler = [dict(type='CosineAnnealingLR', begin=0, T_max=iters,
                                 end=iters, by_epoch=False, eta_min=lr * 0.01)]
     hooks = cfg.get('default_hooks') or {}
-    if 'checkpoint' in hooks:
-        hooks.checkpoint.interval = iters
+    if 'checkpoint' in hooks:  # at least one, at the end
+        hooks.checkpoint.interval = min(int(hooks.checkpoint.get('interval', iters)),
+                                        iters)
         hooks.checkpoint.by_epoch = False
     if 'logger' in hooks:
         hooks.logger.interval = max(1, min(int(hooks.logger.get('interval', 50)),

@@ -17,8 +17,9 @@ import difflib
 import inspect
 from typing import Iterable, List, Optional
 
-# Top-level keys that configs may leave out and the run still reads.
-EXTRA_TOP_LEVEL = ('data_check', )
+# Top-level keys that configs may leave out and the run still reads (``qat``:
+# tools/train.py --qat's settings, mobilenet_tasks.deployment.qat_config).
+EXTRA_TOP_LEVEL = ('data_check', 'qat')
 
 
 class CfgOptionsError(ValueError):

@@ -110,6 +110,12 @@ def check_state_dict(model: torch.nn.Module, state_dict: dict, meta: dict, weigh
             shapes) > _MAX_KEYS_SHOWN else ''
         parts.append(f'{len(shapes)} tensors of another shape ({shown}{more})')
     name = config if isinstance(config, str) else 'the config'
+    if 'qat_iter' in state_dict and 'qat_iter' not in expected:
+        raise ValueError(
+            f'weights {os.fspath(weights)} are a QAT checkpoint (tools/train.py '
+            '--qat), which the float model of ' + name + ' cannot load: export it to '
+            'its int8 file (tools/deployment/export_executorch.py or export_onnx.py '
+            'CONFIG CHECKPOINT OUT) and use that, or evaluate it with tools/test.py')
     hint = _suggest_config(state_dict, meta, model, shapes, missing, unexpected)
     raise ValueError(f'weights {os.fspath(weights)} do not match {name}: '
                      f'{"; ".join(parts)}. {hint}')

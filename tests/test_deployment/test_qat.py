@@ -177,3 +177,128 @@ def test_qat_config_writes_the_fine_tune(tmp_path):
     assert got.model.float_checkpoint is None
     with pytest.raises(ValueError, match='float checkpoint with a QAT config'):
         config_for_checkpoint(out, {'w': 0}, {})
+
+
+def test_a_qat_checkpoint_in_a_float_model_says_what_to_do():
+    from mobilenet_tasks.utils.weights import check_state_dict
+    model = nn.Conv2d(1, 1, 1)
+    with pytest.raises(ValueError, match='a QAT checkpoint .* export it to its int8'):
+        check_state_dict(model, {'qat_iter': torch.zeros(()), 'graph.weight': 1}, {},
+                         'qat.pth', 'cfg.py')
+
+
+# -- through the tools: a tiny SSDLite (V3-Small, 96x96) ------------------------------
+QAT_ITERS = 4
+TINY_SCHEDULE = """
+train_cfg = dict(max_iters=40, val_interval=40)
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(interval=2, max_keep_ckpts=-1))
+randomness = dict(seed=0, deterministic=True)
+"""
+
+
+def _tool(*args, cwd):
+    proc = subprocess.run([sys.executable, *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope='module')
+def qat_run(tmp_path_factory):
+    """A random float checkpoint of the tiny detector, QAT-trained for 4 iterations
+    (BN frozen from 2, ranges from 3) with checkpoints at 2 and 4; then the same run
+    resumed from its iteration-2 checkpoint in another work dir."""
+    from mobilenet_tasks.datasets.demo_coco import make_demo_coco
+    from mobilenet_tasks.testing import random_export_checkpoint, tiny_ssdlite_config
+    tmp = tmp_path_factory.mktemp('qat')
+    data = tmp / 'coco'
+    make_demo_coco(data, num_train=8, num_val=4, image_size=96, seed=3)
+    config = tmp / 'tiny.py'
+    config.write_text(tiny_ssdlite_config(data, input_size=96, batch_size=2)
+                      + TINY_SCHEDULE)
+    float_ckpt, _, _, _ = random_export_checkpoint(str(config), tmp / 'float.pth')
+    train = ROOT / 'tools/train.py'
+    first, second = tmp / 'run', tmp / 'resumed'
+    rc, log = _tool(train, config, '--qat', '--load-from', float_ckpt, '--qat-iters',
+                    QAT_ITERS, '--work-dir', first, cwd=tmp)
+    assert rc == 0, log[-3000:]
+    second.mkdir()
+    (second / 'iter_2.pth').write_bytes((first / 'iter_2.pth').read_bytes())
+    rc, resumed_log = _tool(train, config, '--qat', '--load-from', float_ckpt,
+                            '--qat-iters', QAT_ITERS, '--work-dir', second, '--resume',
+                            second / 'iter_2.pth', cwd=tmp)
+    assert rc == 0, resumed_log[-3000:]
+    return dict(tmp=tmp, config=str(config), float_ckpt=float_ckpt, log=log,
+                resumed_log=resumed_log, ckpt=str(first / f'iter_{QAT_ITERS}.pth'),
+                resumed=str(second / f'iter_{QAT_ITERS}.pth'),
+                dumped=str(first / 'tiny.py'))
+
+
+def test_qat_trains_freezes_on_schedule_and_resumes_exactly(qat_run):
+    log = qat_run['log']
+    assert 'QAT: batch norm statistics frozen from iteration 2' in log
+    assert 'QAT: quantization ranges frozen from iteration 3' in log
+    assert 'coco/bbox_mAP' in log  # validated at the end, by the fake-quantized graph
+    # the resumed run ran iterations 2 and 3: its schedule counted on from the
+    # checkpoint (a count restarted at 0 would freeze nothing in two iterations)
+    resumed = qat_run['resumed_log']
+    assert 'QAT: batch norm statistics frozen from iteration 2' in resumed
+    assert 'QAT: quantization ranges frozen from iteration 3' in resumed
+    a = torch.load(qat_run['ckpt'], map_location='cpu', weights_only=False)
+    b = torch.load(qat_run['resumed'], map_location='cpu', weights_only=False)
+    assert int(a['state_dict']['qat_iter']) == QAT_ITERS
+    assert a['state_dict'].keys() == b['state_dict'].keys()
+    for key, value in a['state_dict'].items():
+        assert torch.equal(value, b['state_dict'][key]), key
+    start = torch.load(qat_run['float_ckpt'], map_location='cpu')['state_dict']
+    trained = a['state_dict']['graph.detector.backbone.layers.0.conv.weight']
+    assert not torch.equal(trained, start['backbone.layers.0.conv.weight'])
+    # the frozen ranges are the trained ones: observers off in the final state
+    assert all(int(v) == 0 for k, v in a['state_dict'].items()
+               if k.endswith('observer_enabled'))
+
+
+def test_qat_checkpoint_exports_to_the_int8_files_of_ptq(qat_run):
+    """The QAT checkpoint (with its own dumped config, or the float one) to an
+    ExecuTorch program and an ONNX QDQ file: the PTQ kinds of files, int8, running
+    through tools/test.py, close to the fake-quantized graph and far from float."""
+    import onnx
+
+    from mobilenet_tasks.backends import read_metadata
+    from mobilenet_tasks.deployment import compare_with_backend, export_loaded, load_model
+    from mobilenet_tasks.deployment.qat_onnx import export_qat_onnx
+    tmp, config = qat_run['tmp'], qat_run['config']
+    pte, onnx_file = tmp / 'qat.pte', tmp / 'qat.onnx'
+    rc, out = _tool(ROOT / 'tools/deployment/export_executorch.py', qat_run['dumped'],
+                    qat_run['ckpt'], pte, cwd=tmp)
+    assert rc == 0, out[-3000:]
+    assert 'quantization-aware training: 4 iterations' in out
+    qat_model, cfg, meta = load_model(config, qat_run['ckpt'])  # the float config
+    with pytest.raises(ValueError, match='--no-nms'):
+        export_qat_onnx(qat_model, cfg, meta, config, onnx_file, (96, 96), nms=True)
+    export_loaded(qat_model, cfg, meta, config, onnx_file, (96, 96), nms=False)
+    ops = {n.op_type for n in onnx.load(str(onnx_file)).graph.node}
+    assert {'QuantizeLinear', 'DequantizeLinear', 'Conv'} <= ops
+    # the int8 files of PTQ hold these (test_executorch, test_quantize check them)
+    for path in (pte, onnx_file):
+        metadata = read_metadata(str(path))
+        assert {'task', 'config', 'input_size', 'mean', 'std', 'bgr_to_rgb',
+                'class_names', 'nms', 'num_levels', 'quantization'} <= set(metadata)
+        assert metadata['quantization']['method'] == 'qat'
+        assert metadata['quantization']['qat_iters'] == QAT_ITERS
+    # the files compute the fake-quantized network (within a few steps), not float
+    step = max(float(q.scale) for q in qat.fake_quantizers(qat_model.graph)
+               if q.scale.numel() == 1)  # the coarsest activation step
+    to_fake = [compare_with_backend(config, None, str(p), model=qat_model)
+               for p in (pte, onnx_file)]
+    qat.set_fake_quant(qat_model.graph, False)  # the same weights, in float
+    to_float = [compare_with_backend(config, None, str(p), model=qat_model)
+                for p in (pte, onnx_file)]
+    for fake, flt in zip(to_fake, to_float):
+        assert fake['max_abs_diff'] <= 4 * step, (fake, step)
+        assert fake['max_abs_diff'] < 0.5 * flt['max_abs_diff'], (fake, flt)
+    rc, out = _tool(ROOT / 'tools/test.py', config, pte, '--work-dir', tmp / 'test',
+                    cwd=tmp)
+    assert rc == 0, out[-3000:]
+    metrics = json.loads((tmp / 'test' / 'test_metrics.json').read_text())['metrics']
+    assert 0 <= metrics['coco/bbox_mAP'] <= 1

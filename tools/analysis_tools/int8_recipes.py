@@ -4,7 +4,11 @@ beside the float32 program. The README's "int8 recipes" table comes from this to
 
     python tools/analysis_tools/int8_recipes.py CONFIG CHECKPOINT [--runtime executorch]
         [--recipes all,hswish-int8,se-float,head-float] [--num-images 32]
-        [--repeats 20] [--work-dir work_dirs/int8_recipes]
+        [--qat QAT_CHECKPOINT] [--repeats 20] [--work-dir work_dirs/int8_recipes]
+
+``--qat`` adds the row of a quantization-aware fine-tune of CHECKPOINT
+(``tools/train.py CONFIG --qat --load-from CHECKPOINT``), exported with its trained
+ranges: float, post-training and QAT int8 side by side (``tools/misc/demo.py --int8``).
 
 Recipes (ExecuTorch, ``mobilenet_tasks.deployment.executorch_export``): ``all``
 (everything XNNPACK's quantizer takes; h-swish runs in float between quantize nodes;
@@ -42,12 +46,17 @@ def parse_args(argv=None):
     parser.add_argument('--recipes', default='all,minmax,hswish-int8,se-float,head-float',
                         help=f'comma-separated among {", ".join(RECIPES)}')
     parser.add_argument('--num-images', type=int, default=32)
+    parser.add_argument('--qat', metavar='QAT_CHECKPOINT',
+                        help='also measure this QAT checkpoint of the model')
     parser.add_argument('--repeats', type=int, default=20)
     parser.add_argument('--work-dir', default='work_dirs/int8_recipes')
     parser.add_argument('--reuse', action='store_true',
                         help='reuse the .pte files an interrupted run left in the work '
                         'dir (they are not checked against the recipe)')
     args = parser.parse_args(argv)
+    import os
+    if args.qat is not None and not os.path.isfile(args.qat):
+        parser.error(f'--qat {args.qat}: no such file')
     args.recipes = [r.strip() for r in args.recipes.split(',') if r.strip()]
     bad = [r for r in args.recipes if r not in RECIPES]
     if bad:
@@ -108,6 +117,16 @@ def main(argv=None) -> int:
                 num_images=args.num_images, **RECIPES.get(name, {}))
         if report.not_delegated:
             print(f'  not delegated: {dict(report.not_delegated)}', file=sys.stderr)
+    if args.qat:
+        path = work / f'{stem}_qat.pte'
+        files['qat'] = str(path)
+        if not (args.reuse and path.is_file()):
+            print(f'exporting qat -> {path}', file=sys.stderr, flush=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                qat_model, qat_cfg, qat_meta = load_model(args.config, args.qat)
+                export_executorch_loaded(qat_model, qat_cfg, qat_meta, args.config,
+                                         path)
     rows = {}
     for name, path in files.items():
         print(f'evaluating {name}', file=sys.stderr, flush=True)

@@ -17,6 +17,11 @@ After exporting, PyTorch and onnxruntime (CPUExecutionProvider) run on the same 
 preprocessed input; the max abs difference is printed, and the tool exits with status
 1 if it is above ``--tolerance`` times the output scale (the largest abs PyTorch value,
 floored at 1), or if the detections differ in number or labels.
+
+A QAT checkpoint (``tools/train.py CONFIG --qat``; its config or the float one) exports
+its int8 graph as QDQ (``mobilenet_tasks.deployment.qat_onnx``; detection needs
+``--no-nms``); the comparison is then with its fake-quantized PyTorch graph, printed
+as a measure (check the file's accuracy with ``tools/test.py CONFIG OUT.onnx``).
 """
 import argparse
 import sys
@@ -72,10 +77,24 @@ def main(argv=None) -> int:
         return 1
     from mobilenet_tasks.utils.task import task_of_model
     detection = task_of_model(model) == 'detection'
+    qat = hasattr(model, 'converted_graph')
+    if qat:
+        from mobilenet_tasks.deployment.qat_onnx import QAT_OPSET
     print(f'exported {args.config} -> {path} (input 1x3x{shape[0]}x{shape[1]}, '
-          f'opset {args.opset}{", dynamic" if args.dynamic else ""}'
-          f'{", raw head outputs" if detection and args.no_nms else ""})')
+          f'opset {QAT_OPSET if qat else args.opset}'
+          f'{", dynamic" if args.dynamic else ""}'
+          f'{", raw head outputs" if detection and args.no_nms else ""}'
+          f'{", int8 QDQ of the QAT graph" if qat else ""})')
     report = compare_with_onnxruntime(args.config, checkpoint, path, shape, model=model)
+    if qat:
+        print(f"onnxruntime vs the QAT model's fake-quantized graph: max abs diff "
+              f"{report['max_abs_diff']:.3g} (scale {report['logit_scale']:.3g}, "
+              f"relative {report['rel_diff']:.3g}"
+              + (f"; same argmax on {100 * report['argmax_agreement']:.4f}% of pixels"
+                 if 'argmax_agreement' in report else '')
+              + '; int8 kernels round in another order, so a few quantization steps '
+              f'apart): measure its accuracy with tools/test.py {args.config} {path}')
+        return 0
     ok = report['rel_diff'] <= args.tolerance
     if detection and not args.no_nms:
         what = (f"{report['num_detections'][1]} detections vs PyTorch's "

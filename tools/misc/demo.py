@@ -14,6 +14,15 @@ and report what they reach on the demo val splits, before and after training.
 
 The datasets are generated deterministically on first use and reused after. The figures
 go to ``<work-dir>/demo_result.json``; checkpoints and logs to ``<work-dir>/<task>/``.
+
+``--int8`` then deploys each trained model in int8 on ExecuTorch (XNNPACK) two ways and
+puts them beside the float32 program: post-training quantization (calibrated on 32
+train images) and quantization-aware training (``tools/train.py CONFIG --qat``: 10% of
+the float schedule's iterations from the trained checkpoint, into
+``<work-dir>/<task>_qat/``). Accuracy is ``tools/test.py`` on each program, latency the
+interleaved median on 1 thread (``tools/analysis_tools/int8_recipes.py --qat``, files
+in ``<work-dir>/<task>_int8/``). About 10 more minutes a task on 2 cores; with
+``--reuse`` the float checkpoints a previous run left are used instead of training.
 """
 import argparse
 import json
@@ -54,7 +63,15 @@ def parse_args():
                         help='torch threads (default: all cores)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the demo config(s), key=value')
+    parser.add_argument('--int8', action='store_true',
+                        help='then float32, post-training int8 and QAT int8 '
+                        'ExecuTorch programs side by side: accuracy and latency')
+    parser.add_argument('--reuse', action='store_true',
+                        help='use the float checkpoint a previous run left in the work '
+                        'dir instead of training (with --int8)')
     args = parser.parse_args()
+    if args.reuse and not args.int8:
+        parser.error('--reuse skips the float training for --int8: add --int8')
     if args.iters is not None and args.iters < 1:
         parser.error(f'--iters must be a positive number, got {args.iters}')
     return args
@@ -101,6 +118,53 @@ def demo_config(task: str, spec: dict, args):
     return cfg
 
 
+def _last_checkpoint(work_dir: str):
+    last = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(last):
+        return None
+    with open(last) as f:
+        path = f.read().strip()
+    return path if osp.isfile(path) else None
+
+
+def _tool(*args) -> None:
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f'error: {" ".join(map(str, args[:2]))} failed:\n'
+                         f'{(proc.stdout + proc.stderr)[-3000:]}')
+    return proc.stdout
+
+
+def run_int8(task: str, cfg, checkpoint: str, args) -> dict:
+    """QAT fine-tune of ``checkpoint``, then float32 / PTQ int8 / QAT int8 programs
+    measured by int8_recipes.py; its rows (metric, ms, ratio, MB)."""
+    config = osp.join(cfg.work_dir, osp.basename(TASKS[task]['config']))
+    if not osp.isfile(config):  # the config the float run dumped (data roots set)
+        cfg.dump(config)
+    qat_dir = f'{cfg.work_dir}_qat'
+    print(f'QAT fine-tune of {checkpoint} -> {qat_dir}', flush=True)
+    start = time.time()
+    _tool('tools/train.py', config, '--qat', '--load-from', checkpoint, '--work-dir',
+          qat_dir, '--threads', str(args.threads))
+    qat_minutes = (time.time() - start) / 60
+    qat_ckpt = _last_checkpoint(qat_dir)
+    int8_dir = f'{cfg.work_dir}_int8'
+    print(f'int8 programs and their accuracy -> {int8_dir} (several minutes)',
+          flush=True)
+    _tool('tools/analysis_tools/int8_recipes.py', config, checkpoint, '--recipes',
+          'all', '--qat', qat_ckpt, '--work-dir', int8_dir)
+    stem = osp.splitext(osp.basename(config))[0]
+    with open(osp.join(int8_dir, f'{stem}_recipes.json')) as f:
+        measured = json.load(f)
+    rows = measured['rows']
+    rows['ptq'] = rows.pop('all')
+    return dict(cpu=measured['cpu'], table=measured['table'], rows=rows,
+                qat_checkpoint=qat_ckpt, qat_minutes=round(qat_minutes, 2))
+
+
 def run_task(task: str, args) -> dict:
     from mmengine.runner import Runner
 
@@ -111,6 +175,12 @@ def run_task(task: str, args) -> dict:
     print(f'demo dataset: {data_root} '
           f'({"reused" if summary.get("reused") else "generated"})')
     cfg = demo_config(task, spec, args)
+    reused = _last_checkpoint(cfg.work_dir) if args.reuse else None
+    if reused:
+        print(f'--reuse: {reused}, no training')
+        return dict(model=spec['model'], config=spec['config'],
+                    metric=spec['metric_name'], reused=reused,
+                    int8=run_int8(task, cfg, reused, args))
     runner = Runner.from_cfg(cfg)
     before = _plain(runner.val_loop.run())
     train_start = time.time()
@@ -131,6 +201,8 @@ def run_task(task: str, args) -> dict:
         all_metrics=after)
     if task == 'segmentation':
         result.update(aAcc=after.get('aAcc'))
+    if args.int8:
+        result['int8'] = run_int8(task, cfg, _last_checkpoint(cfg.work_dir), args)
     return result
 
 
@@ -140,11 +212,28 @@ def _plain(metrics: dict) -> dict:
                 else v) for k, v in metrics.items()}
 
 
+def report_int8(task: str, int8: dict) -> None:
+    scale = 100.0 if task == 'detection' else 1.0
+    rows = int8['rows']
+    print(f'int8 on ExecuTorch + XNNPACK ({int8["cpu"]}, 1 thread):')
+    for name, label in (('float32', 'float32'), ('ptq', 'post-training int8'),
+                        ('qat', 'QAT int8')):
+        row = rows[name]
+        print(f'  {label:<20} {row["metric"]} {row["value"] * scale:6.2f}'
+              f'{" x 100" if scale > 1 else ""}   {row["ms"]:7.2f} ms '
+              f'({row["ratio"]:.2f} of float32)   {row["file_mb"]:.1f} MB')
+    print(f'  QAT fine-tune: {int8["qat_minutes"]:.1f} min -> {int8["qat_checkpoint"]}')
+
+
 def report(task: str, result: dict, work_dir: str) -> None:
     spec = TASKS[task]
     fmt = (lambda v: 'n/a' if v is None else spec['fmt'].format(v))
     print(f'\n== {task} demo ==')
     print(f'{result["model"]}, demo val split')
+    if result.get('reused'):
+        print(f'float checkpoint reused: {result["reused"]}')
+        report_int8(task, result['int8'])
+        return
     print(f'{result["metric"]} before training: {fmt(result["before"])}')
     extra = ''
     if task == 'detection':
@@ -157,6 +246,8 @@ def report(task: str, result: dict, work_dir: str) -> None:
     print(f'training took {result["train_minutes"]:.1f} min on {result["threads"]} '
           f'threads; this demo {result["total_minutes"]:.1f} min')
     print(f'checkpoint and logs: {osp.join(work_dir, task)}')
+    if 'int8' in result:
+        report_int8(task, result['int8'])
 
 
 def main():
