@@ -113,7 +113,7 @@ BUILDS = {
         'ONNXRuntimeModel': ("dict(onnx_file='none.onnx', model=demo_seg)",
                              ('FileNotFoundError', 'none.onnx does not exist')),
         'QATModel': ("dict(model=demo_seg, float_checkpoint='none.pth')",
-                     ('FileNotFoundError', 'none.pth: no such file')),
+                     ('FileNotFoundError', 'float_checkpoint none.pth: no such file')),
     },
     'TASK_UTILS': {
         'SSDLiteAnchorGenerator': ('without_type(demo_det.bbox_head.anchor_generator)',

@@ -109,13 +109,15 @@ def main():
             cfg.load_from = args.load_from
         if args.qat:  # its settings: --qat-iters, else the config's qat dict
             from mobilenet_tasks.deployment.qat_config import qat_config
-            cfg = qat_config(cfg, None, iters=args.qat_iters)
+            cfg = qat_config(cfg, None, resuming=args.resume is not None,
+                             iters=args.qat_iters)
     except ValueError as error:
         raise SystemExit(f'error: {error}')
-    if args.qat and not osp.isfile(cfg.model.float_checkpoint) and (
-            '://' not in cfg.model.float_checkpoint):
-        raise SystemExit(f'error: --load-from {cfg.model.float_checkpoint}: no such '
-                         'file (QAT starts from a trained float checkpoint)')
+    float_checkpoint = cfg.model.get('float_checkpoint') if args.qat else None
+    if float_checkpoint and not osp.isfile(float_checkpoint) and (
+            '://' not in float_checkpoint):
+        raise SystemExit(f'error: --load-from {float_checkpoint}: no such file (QAT '
+                         'starts from a trained float checkpoint)')
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')

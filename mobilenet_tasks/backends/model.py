@@ -35,8 +35,31 @@ from mobilenet_tasks.utils.task import TaskError, task_of_model
 from .base import open_backend
 
 
+class TaskModelAttributes:
+    """The attributes the inferencer and mmdet / mmseg code read from a model, taken
+    from the detector or segmentor ``self.torch_model`` that a model wrapping one
+    (:class:`BackendModel`, :class:`~mobilenet_tasks.deployment.qat_model.QATModel`)
+    runs the code of."""
+
+    @property
+    def bbox_head(self):
+        return getattr(self.torch_model, 'bbox_head', None)
+
+    @property
+    def decode_head(self):
+        return getattr(self.torch_model, 'decode_head', None)
+
+    @property
+    def dataset_meta(self):
+        return getattr(self.torch_model, 'dataset_meta', None)
+
+    @dataset_meta.setter
+    def dataset_meta(self, value):
+        self.torch_model.dataset_meta = value
+
+
 @MODELS.register_module()
-class BackendModel(BaseModel):
+class BackendModel(TaskModelAttributes, BaseModel):
     """Run a model file exported by ``tools/deployment/export_onnx.py`` (or its int8
     quantization) where the config's PyTorch model would run.
 
@@ -85,19 +108,6 @@ class BackendModel(BaseModel):
     @property
     def onnx_file(self) -> str:
         return self.file
-
-    # attributes the inferencer and mmdet/mmseg code read from the model
-    @property
-    def bbox_head(self):
-        return getattr(self.torch_model, 'bbox_head', None)
-
-    @property
-    def decode_head(self):
-        return getattr(self.torch_model, 'decode_head', None)
-
-    @property
-    def dataset_meta(self):
-        return getattr(self.torch_model, 'dataset_meta', None)
 
     def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'predict'):
         if mode == 'predict':

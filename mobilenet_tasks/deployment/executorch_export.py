@@ -69,11 +69,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mobilenet_tasks.backends.base import require
-from mobilenet_tasks.utils.task import task_of_config, task_of_model
+from mobilenet_tasks.utils.task import task_of_config
 
-from .detection_graph import DetectorRawOutputs
-from .onnx_export import (SegmentorLogits, _check_shape, common_metadata,
-                          default_input_shape, load_model)
+from .export_common import _check_shape, common_metadata, network_for_export
+from .onnx_export import default_input_shape, load_model
 from .onnx_graph import QuantizationError
 from .options import ACTIVATION_OBSERVERS, FLOAT_PARTS, HSWISH_MODES
 
@@ -196,22 +195,6 @@ def executorch_version() -> str:
         return version('executorch')
     except PackageNotFoundError:  # pragma: no cover - imported but not installed
         return 'unknown'
-
-
-def _wrapper(model: nn.Module, dummy: torch.Tensor):
-    """``(module exported, output names, task metadata)``."""
-    if task_of_model(model, what='nothing to export') == 'detection':
-        wrapper = DetectorRawOutputs(model).eval()
-        with torch.no_grad():
-            levels = len(wrapper(dummy)) // 2
-        names = ([f'cls_score_{i}' for i in range(levels)]
-                 + [f'bbox_pred_{i}' for i in range(levels)])
-        return wrapper, names, {'task': 'detection', 'nms': 'false',
-                                'num_levels': str(levels)}
-    wrapper = SegmentorLogits(model).eval()
-    return wrapper, ['logits'], {
-        'task': 'segmentation',
-        'align_corners': json.dumps(bool(model.decode_head.align_corners))}
 
 
 def static_input_shape(cfg) -> Tuple[int, int]:
@@ -378,7 +361,7 @@ def export_executorch_loaded(model: nn.Module, cfg, meta: dict, config,
                 f'(keep_float={list(model.keep_float)}); drop '
                 f'{", ".join(given) or "the int8 options"}')
         int8, keep_float, hswish = True, tuple(model.keep_float), 'float'
-        qat_model, model = model, model.task_model
+        qat_model, model = model, model.torch_model
     keep_float = tuple(DEFAULT_KEEP_FLOAT if keep_float is None else keep_float)
     hswish = DEFAULT_HSWISH if hswish is None else hswish
     if hswish not in HSWISH_MODES:
@@ -391,7 +374,7 @@ def export_executorch_loaded(model: nn.Module, cfg, meta: dict, config,
     if not out_path.endswith('.pte'):
         raise ValueError(f'{out_path}: an ExecuTorch program is a .pte file')
     dummy = torch.zeros(1, 3, h, w)
-    wrapper, output_names, metadata = _wrapper(model, dummy)
+    wrapper, output_names, metadata = network_for_export(model, dummy)
     with torch.no_grad():
         wrapper(dummy)  # the model's own errors (e.g. a too small map) first, clearly
     metadata.update(common_metadata(

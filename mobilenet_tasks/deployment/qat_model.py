@@ -27,6 +27,7 @@ only then, so a QAT checkpoint loads into a model built with
 ``float_checkpoint=None``.
 """
 import logging
+import os
 from typing import Optional, Sequence
 
 import torch
@@ -35,7 +36,8 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModel, revert_sync_batchnorm
 from mmengine.registry import MODELS as ROOT_MODELS
 
-from mobilenet_tasks.backends.model import samples_from_raw_outputs
+from mobilenet_tasks.backends.model import (TaskModelAttributes,
+                                            samples_from_raw_outputs)
 from mobilenet_tasks.registry import MODELS
 from mobilenet_tasks.utils.task import task_of_model
 
@@ -60,7 +62,7 @@ def example_input(task_model: nn.Module, input_size: Optional[Sequence[int]],
 
 
 @MODELS.register_module()
-class QATModel(BaseModel):
+class QATModel(TaskModelAttributes, BaseModel):
     """A detector or segmentor trained with simulated int8 quantization.
 
     Args:
@@ -91,7 +93,11 @@ class QATModel(BaseModel):
                  keep_float: Sequence[str] = (), input_size=None,
                  weight_averaging: float = 1.0, init_cfg=None):
         from .detection_graph import DetectorRawOutputs
-        from .onnx_export import SegmentorLogits
+        from .export_common import SegmentorLogits
+        if float_checkpoint is not None and '://' not in str(float_checkpoint) and (
+                not os.path.isfile(float_checkpoint)):
+            raise FileNotFoundError(f'float_checkpoint {float_checkpoint}: no such file '
+                                    '(QAT fine-tunes a trained float checkpoint)')
         task_model = ROOT_MODELS.build(model)
         task = task_of_model(task_model, what='QAT trains detection and segmentation '
                              'models')
@@ -110,7 +116,7 @@ class QATModel(BaseModel):
         # the graph owns the weights from here on; the float model keeps its code
         self.graph = prepare_qat_graph(wrapper, example, keep_float=tuple(keep_float),
                                        weight_averaging=weight_averaging)
-        self.__dict__['task_model'] = task_model.eval()  # not a submodule: no weights
+        self.__dict__['torch_model'] = task_model.eval()  # not a submodule: no weights
         self.task = task
         self.float_checkpoint = float_checkpoint
         self.bn_freeze_iter = int(bn_freeze_iter)
@@ -118,23 +124,6 @@ class QATModel(BaseModel):
         self.keep_float = tuple(keep_float)
         self.register_buffer('qat_iter', torch.zeros((), dtype=torch.long))
         self._apply_schedule(training=True)
-
-    # attributes the inferencer and mmdet/mmseg code read from the model
-    @property
-    def bbox_head(self):
-        return getattr(self.task_model, 'bbox_head', None)
-
-    @property
-    def decode_head(self):
-        return getattr(self.task_model, 'decode_head', None)
-
-    @property
-    def dataset_meta(self):
-        return getattr(self.task_model, 'dataset_meta', None)
-
-    @dataset_meta.setter
-    def dataset_meta(self, value):
-        self.task_model.dataset_meta = value
 
     # -- the recipe's schedule --------------------------------------------------------
     def _reached(self, at: int) -> bool:
@@ -153,16 +142,16 @@ class QATModel(BaseModel):
         self._apply_schedule(training=mode)
         return self
 
-    def train_step(self, data, optim_wrapper):
+    def _step_schedule(self) -> None:
+        """Before a training iteration's forward pass (in ``loss``, which the DDP
+        wrapper calls too; it bypasses ``train_step``): freeze what the iteration
+        count says."""
         step = int(self.qat_iter)
         for name, at in (('batch norm statistics', self.bn_freeze_iter),
                          ('quantization ranges', self.observer_freeze_iter)):
             if at >= 0 and step == at:
                 print_log(f'QAT: {name} frozen from iteration {at}', logger='current')
         self._apply_schedule(training=True)
-        log_vars = super().train_step(data, optim_wrapper)
-        self.qat_iter += 1
-        return log_vars
 
     # -- forward --------------------------------------------------------------------
     def _outputs(self, inputs: torch.Tensor):
@@ -179,22 +168,25 @@ class QATModel(BaseModel):
         raise ValueError(f'mode must be "loss", "predict" or "tensor", got {mode!r}')
 
     def loss(self, inputs: torch.Tensor, data_samples) -> dict:
+        if self.training:
+            self._step_schedule()
+            self.qat_iter += 1
         outputs = self._outputs(inputs)
         if self.task == 'segmentation':
             from mmseg.utils import add_prefix
-            losses = self.task_model.decode_head.loss_by_feat(outputs[0], data_samples)
+            losses = self.torch_model.decode_head.loss_by_feat(outputs[0], data_samples)
             return add_prefix(losses, 'decode')
         from mmdet.models.utils import unpack_gt_instances
         gts, ignores, metas = unpack_gt_instances(data_samples)
         levels = len(outputs) // 2
-        return self.task_model.bbox_head.loss_by_feat(
+        return self.torch_model.bbox_head.loss_by_feat(
             outputs[:levels], outputs[levels:], gts, metas, ignores)
 
     def predict(self, inputs: torch.Tensor, data_samples, rescale: bool = True):
         if self.training:
             raise QATError('predict in train mode would move the quantization ranges: '
                            'call model.eval() first')
-        return samples_from_raw_outputs(self.task_model, self.task,
+        return samples_from_raw_outputs(self.torch_model, self.task,
                                         self._outputs(inputs), data_samples, rescale)
 
     # -- deployment -------------------------------------------------------------------

@@ -19,7 +19,7 @@ OpenVINO (``tools/deployment/export_openvino.py`` converts it).
 - **One size, raw detection outputs**: the graph is the ExecuTorch export's
   (segmentation logits; the detection head's raw outputs, post-processed by mmdet's
   code in :class:`~mobilenet_tasks.backends.BackendModel`): ``nms=False`` only.
-- The metadata is the float export's (:func:`~.onnx_export.common_metadata`) plus
+- The metadata is the float export's (:func:`~.export_common.common_metadata`) plus
   ``quantization`` (``method: 'qat'``), so ``tools/test.py CONFIG qat.onnx`` and the
   inferencer run it as any exported file.
 """
@@ -88,12 +88,11 @@ def export_qat_onnx(qat_model, cfg, meta, config, out_path, input_shape: Sequenc
     """
     import onnx
 
-    from .executorch_export import _wrapper
-    from .onnx_export import (_check_shape, check_standard_ops, common_metadata,
-                              write_metadata)
+    from .export_common import (_check_shape, check_standard_ops, common_metadata,
+                                network_for_export, write_metadata)
     if dynamic:
         raise ValueError('a QAT model is exported at one size: drop --dynamic')
-    task_model = qat_model.task_model
+    task_model = qat_model.torch_model
     if qat_model.task == 'detection' and nms:
         raise ValueError('a QAT detector is exported with the head\'s raw outputs (its '
                          'int8 graph is the network; box decoding and NMS run in '
@@ -102,7 +101,7 @@ def export_qat_onnx(qat_model, cfg, meta, config, out_path, input_shape: Sequenc
             'onnxscript')
     h, w = _check_shape(tuple(input_shape))
     dummy = torch.zeros(1, 3, h, w)
-    _, output_names, metadata = _wrapper(task_model, dummy)
+    _, output_names, metadata = network_for_export(task_model, dummy)
     metadata.update(common_metadata(
         task_model, cfg, meta, config, (h, w), False, QAT_OPSET,
         exporter=f'torch.onnx.export(dynamo=True) of the convert_pt2e graph, '

@@ -154,7 +154,7 @@ def test_qat_config_writes_the_fine_tune(tmp_path):
     assert out.model.float_checkpoint == 'float.pth' and out.load_from is None
     assert out.train_cfg.max_iters == 80  # 10% of the demo's 800
     assert out.model.bn_freeze_iter == 40 and out.model.observer_freeze_iter == 60
-    assert out.optim_wrapper.optimizer.lr == pytest.approx(4e-3 * 0.05)
+    assert out.optim_wrapper.optimizer.lr == pytest.approx(4e-3 * 0.02)
     assert cfg.model.type != 'mobilenet_tasks.QATModel'  # the input is unchanged
     own = copy.deepcopy(cfg)
     own.qat = dict(iters=10, bn_freeze=-1, observer_freeze=1.0, keep_float=['se'])
@@ -224,9 +224,10 @@ def qat_run(tmp_path_factory):
     assert rc == 0, log[-3000:]
     second.mkdir()
     (second / 'iter_2.pth').write_bytes((first / 'iter_2.pth').read_bytes())
-    rc, resumed_log = _tool(train, config, '--qat', '--load-from', float_ckpt,
-                            '--qat-iters', QAT_ITERS, '--work-dir', second, '--resume',
-                            second / 'iter_2.pth', cwd=tmp)
+    # (no --load-from: the QAT checkpoint holds every weight)
+    rc, resumed_log = _tool(train, config, '--qat', '--qat-iters', QAT_ITERS,
+                            '--work-dir', second, '--resume', second / 'iter_2.pth',
+                            cwd=tmp)
     assert rc == 0, resumed_log[-3000:]
     return dict(tmp=tmp, config=str(config), float_ckpt=float_ckpt, log=log,
                 resumed_log=resumed_log, ckpt=str(first / f'iter_{QAT_ITERS}.pth'),
