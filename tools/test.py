@@ -161,7 +161,11 @@ def qat_checkpoint_config(cfg, checkpoint: str, fuse_conv_bn: bool):
     runs the simulated int8 network), from a QAT config or from the float one."""
     from mobilenet_tasks.deployment.qat_config import config_for_checkpoint
     from mobilenet_tasks.utils.weights import load_weights
-    state_dict, meta = load_weights(checkpoint)
+    try:
+        state_dict, meta = load_weights(checkpoint)
+    except (ValueError, FileNotFoundError):
+        return cfg  # not readable: the runner's own loading reports it, after the
+        # data checks
     try:
         new = config_for_checkpoint(cfg, state_dict, meta)
     except ValueError as error:

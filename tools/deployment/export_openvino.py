@@ -93,9 +93,9 @@ def parse_args(argv=None):
 
 
 def _check_line(report: dict, int8: bool, tolerance: float, reference: str,
-                what_input: str):
+                what_input: str, reference_kind: str = 'fp32'):
     """``(line, ok)`` of a :func:`compare_backends` report."""
-    runtime = 'onnxruntime' if reference.lower().endswith('.onnx') else 'OpenVINO fp32'
+    runtime = 'onnxruntime' if reference.lower().endswith('.onnx') else 'OpenVINO'
     rel = report['rel_diff']
     if 'num_detections' in report:
         what = (f"{report['num_detections'][1]} detections vs "
@@ -110,7 +110,7 @@ def _check_line(report: dict, int8: bool, tolerance: float, reference: str,
                      'equal scores is arbitrary; check with trained weights)')
     else:
         what = f"max abs diff {report['max_abs_diff']:.3g}"
-    line = (f"OpenVINO {'int8' if int8 else 'fp32'} vs {runtime} fp32 on "
+    line = (f"OpenVINO {'int8' if int8 else 'fp32'} vs {runtime} {reference_kind} on "
             f"{what_input}: {what} (scale {report['scale']:.3g}, relative {rel:.3g}"
             f"{')' if int8 else f', tolerance {tolerance:g})'}")
     if 'argmax_agreement' in report:
@@ -168,8 +168,8 @@ def main(argv=None) -> int:
                 print(report)
             else:
                 from mobilenet_tasks.backends import read_metadata
-                qdq = 'quantization' in read_metadata(args.model)  # int8 already
                 convert_onnx(args.model, args.out)
+                qdq = 'quantization' in read_metadata(args.model)  # int8 already
                 print(f'converted {args.model} -> {args.out} (OpenVINO IR, '
                       + ('int8 from the ONNX file\'s QDQ nodes' if qdq else
                          'fp32 weights') + ', metadata in rt_info)')
@@ -185,7 +185,8 @@ def main(argv=None) -> int:
         return 0
     if qdq:  # two runtimes' int8 kernels: a measure, not a pass / fail
         print(_check_line(compare_backends(args.model, args.out, threads=args.threads),
-                          True, args.tolerance, args.model, 'a random input')[0])
+                          True, args.tolerance, args.model, 'a random input',
+                          'int8 (the same QDQ file)')[0])
         _print_int8_convolutions(args)
         return 0
     line, ok = _check_line(compare_backends(args.model, args.out, threads=args.threads),
