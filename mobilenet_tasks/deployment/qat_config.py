@@ -139,7 +139,8 @@ def is_qat_config(cfg) -> bool:
 
 def is_qat_checkpoint(state_dict: dict) -> bool:
     """Whether a state dict is a :class:`~.qat_model.QATModel`'s."""
-    return 'qat_iter' in state_dict
+    from mobilenet_tasks.utils.weights import QAT_ITER_KEY
+    return QAT_ITER_KEY in state_dict
 
 
 def config_for_checkpoint(cfg: Config, state_dict: dict, meta: dict) -> Config:
@@ -174,5 +175,6 @@ def config_for_checkpoint(cfg: Config, state_dict: dict, meta: dict) -> Config:
     return cfg
 
 
-__all__ = ['qat_config', 'is_qat_config', 'is_qat_checkpoint', 'config_for_checkpoint', 'DEFAULT_FRACTION', 'DEFAULT_LR_FACTOR',
+__all__ = ['qat_config', 'is_qat_config', 'is_qat_checkpoint', 'config_for_checkpoint',
+           'DEFAULT_FRACTION', 'DEFAULT_LR_FACTOR',
            'DEFAULT_BN_FREEZE', 'DEFAULT_OBSERVER_FREEZE']

@@ -40,6 +40,7 @@ from mobilenet_tasks.backends.model import (TaskModelAttributes,
                                             samples_from_raw_outputs)
 from mobilenet_tasks.registry import MODELS
 from mobilenet_tasks.utils.task import task_of_model
+from mobilenet_tasks.utils.weights import QAT_ITER_KEY
 
 from .qat import (QATError, convert_qat_graph, prepare_qat_graph, set_graph_mode,
                   set_observers)
@@ -118,11 +119,10 @@ class QATModel(TaskModelAttributes, BaseModel):
                                        weight_averaging=weight_averaging)
         self.__dict__['torch_model'] = task_model.eval()  # not a submodule: no weights
         self.task = task
-        self.float_checkpoint = float_checkpoint
         self.bn_freeze_iter = int(bn_freeze_iter)
         self.observer_freeze_iter = int(observer_freeze_iter)
         self.keep_float = tuple(keep_float)
-        self.register_buffer('qat_iter', torch.zeros((), dtype=torch.long))
+        self.register_buffer(QAT_ITER_KEY, torch.zeros((), dtype=torch.long))
         self._apply_schedule(training=True)
 
     # -- the recipe's schedule --------------------------------------------------------

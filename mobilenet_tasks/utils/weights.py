@@ -21,6 +21,9 @@ import torch
 from .checkpoint import allow_mmengine_checkpoints
 from .model_index import ROOT
 
+#: The state dict key that marks a QAT checkpoint (QATModel's iteration count).
+QAT_ITER_KEY = 'qat_iter'
+
 _MAX_KEYS_SHOWN = 3  # keys named per kind of checkpoint mismatch
 STATE_DICT_KEYS = ('state_dict', 'model')  # where a checkpoint may hold its state dict
 
@@ -110,7 +113,7 @@ def check_state_dict(model: torch.nn.Module, state_dict: dict, meta: dict, weigh
             shapes) > _MAX_KEYS_SHOWN else ''
         parts.append(f'{len(shapes)} tensors of another shape ({shown}{more})')
     name = config if isinstance(config, str) else 'the config'
-    if 'qat_iter' in state_dict and 'qat_iter' not in expected:
+    if QAT_ITER_KEY in state_dict and QAT_ITER_KEY not in expected:
         raise ValueError(
             f'weights {os.fspath(weights)} are a QAT checkpoint (tools/train.py '
             '--qat), which the float model of ' + name + ' cannot load: export it to '
